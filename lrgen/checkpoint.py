@@ -1,0 +1,112 @@
+"""Generator checkpoints: the one place lrgen touches ``orbax.checkpoint``.
+
+A generator directory written by :func:`save_generator` holds::
+
+    generator.json   {"format": "lrgen-generator", "version": 1, "spec": {...}, ...}
+    params/          orbax StandardCheckpointer tree of the flax parameters
+
+The architecture travels with the weights, so ``--generator=<dir>`` needs no retyped shapes, and
+a tree of other shapes is refused with a clear error. :func:`load_generator` also accepts the
+original authors' PyTorch state dicts saved as .npz (see :func:`lrgen.models.load_torch_npz`)
+and training workdirs whose ``generator/`` subdirectory holds the exported generator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from lrgen import models
+
+FORMAT = "lrgen-generator"
+VERSION = 1
+META = "generator.json"
+
+
+def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, params: Any, **extra) -> str:
+    """Write ``spec`` and ``params`` to ``directory`` atomically (temporary name, then rename).
+
+    Args:
+      directory: destination; replaced if it already holds a generator.
+      spec: the architecture.
+      params: flax parameters matching ``spec``.
+      **extra: JSON-serialisable provenance stored in ``generator.json``.
+
+    Returns:
+      The absolute path written.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    models.check_params(spec, params, directory)
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory) + "-", dir=parent)
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(os.path.join(tmp, "params"), jax.device_get(params))
+        checkpointer.wait_until_finished()
+        meta = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), **extra}
+        with open(os.path.join(tmp, META), "w") as f:
+            json.dump(meta, f, indent=1)
+        if os.path.isdir(directory):
+            if not os.path.isfile(os.path.join(directory, META)):
+                raise ValueError(f"{directory}: exists and is not an lrgen generator; refusing to replace it")
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _read_meta(directory: str) -> dict:
+    try:
+        with open(os.path.join(directory, META)) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{directory}: unreadable {META} ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{directory}: {META} is not an lrgen generator (format={meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{directory}: generator format version {meta.get('version')} is not supported (need {VERSION})")
+    return meta
+
+
+def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
+    """Load (spec, params) from an lrgen generator directory, a training workdir or an .npz.
+
+    Raises:
+      ValueError: the path is missing, of an unknown kind, or its weights do not match the
+        architecture it declares.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise ValueError(f"--generator={path}: no such file or directory")
+    if os.path.isfile(path):
+        if path.endswith(".npz"):
+            return models.load_torch_npz(path)
+        raise ValueError(f"--generator={path}: expected an lrgen generator directory or an .npz state dict")
+    if not os.path.isfile(os.path.join(path, META)) and os.path.isfile(os.path.join(path, "generator", META)):
+        path = os.path.join(path, "generator")
+    if not os.path.isfile(os.path.join(path, META)):
+        raise ValueError(f"--generator={path}: directory holds no {META}; not an lrgen generator or training workdir")
+    meta = _read_meta(path)
+    try:
+        spec = models.GeneratorSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
+    target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
+    try:
+        params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"), target)
+    except Exception as e:  # orbax raises several types for a tree of another shape
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"--generator={path}: weights do not match the architecture {spec.to_dict()} ({first[:200]})"
+        ) from None
+    models.check_params(spec, params, path)
+    return spec, params

@@ -1,0 +1,258 @@
+"""One recovery job from a video to a finished workdir (what ``experiments.recover`` runs).
+
+``run_recover(job, workdir)``: load frames → build G → validate everything → measure → recover
+(:mod:`lrgen.recover`) → score (PSNR, SSIM) → write the workdir. Every check that can fail on a
+user's input runs before anything is compiled; every file is written under a temporary name
+and renamed, and ``metrics.json`` is written last, so its presence marks a complete run.
+
+Workdir contents::
+
+    metrics.json          psnr, ssim, measurement_loss, iterations, seconds, compile_seconds,
+                          seconds_per_iteration, the resolved job, versions and devices
+    reconstruction.npz    frames (T, H, W, C) in [0, 1] and codes z (T, k)
+    grid.png              original / measured (when images) / reconstructed frames
+    reconstruction.mp4    the reconstruction as a video (or .gif)
+    curves.png            measurement loss and PSNR against iterations
+    latent.png            codes in their rank-r basis, numbered by frame (rank 2 or 3)
+    generator/            the tuned generator (generator and joint updates), reloadable with
+                          ``--generator``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrgen import checkpoint, io, lowrank, measure, metrics, models, recover, report
+
+BUILTIN = "builtin:rotating_digit"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoverJob:
+    """Everything a recovery run needs; field names are the flag names of ``experiments.recover``.
+
+    Attributes:
+      video: a frame folder, video file, .npy/.npz array, or ``builtin:<name>``
+        (see :func:`lrgen.io.builtin_sequence`).
+      image_size: frames are center-cropped and resized to this square size.
+      num_frames: first T frames (0 = all).
+      grayscale: convert to one channel (None: keep the source's channels).
+      measurement: what is measured (:class:`lrgen.measure.MeasurementSpec`).
+      mask_file: path the masks came from ('' if drawn at random), for the record.
+      generator: lrgen generator directory, training workdir or original .npz; '' = random init.
+      z_dim: latent size k for a randomly initialised generator (None: 32 gray / 256 RGB).
+      z_init: ``fixed_z``, ``fixed_seed`` or ``random`` (see :func:`lrgen.recover.init_codes`).
+      z_seed: seed of ``fixed_z`` / ``fixed_seed`` codes.
+      seed: seed of operators, noise, random codes and random generator weights.
+      recover: loop hyperparameters.
+      video_format: ``mp4`` or ``gif`` for the reconstruction video.
+    """
+
+    video: str = BUILTIN
+    image_size: int = 64
+    num_frames: int = 32
+    grayscale: bool | None = True
+    measurement: measure.MeasurementSpec = dataclasses.field(default_factory=measure.MeasurementSpec)
+    mask_file: str = ""
+    generator: str = ""
+    z_dim: int | None = None
+    z_init: str = "fixed_z"
+    z_seed: int = 100
+    seed: int = 0
+    recover: recover.RecoverConfig = dataclasses.field(default_factory=recover.RecoverConfig)
+    video_format: str = "mp4"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["measurement"].pop("mask", None)
+        return d
+
+
+def load_frames(job: RecoverJob) -> np.ndarray:
+    """Frames (T, H, W, C) in [0, 1] for ``job.video``."""
+    if job.video.startswith("builtin:"):
+        return io.builtin_sequence(
+            job.video.split(":", 1)[1],
+            num_frames=job.num_frames or 32,
+            image_size=job.image_size,
+            grayscale=job.grayscale is not False,
+        )
+    return io.load_video(job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=job.num_frames or None)
+
+
+def load_model(job: RecoverJob, channels: int) -> tuple[models.GeneratorSpec, Any]:
+    """The generator's architecture and weights, checked against the frames."""
+    if job.generator:
+        spec, params = checkpoint.load_generator(job.generator)
+        if spec.image_size != job.image_size or spec.channels != channels:
+            raise ValueError(
+                f"--generator={job.generator}: makes {spec.image_size}×{spec.image_size}×{spec.channels} frames "
+                f"but the video is {job.image_size}×{job.image_size}×{channels} (--image_size, --grayscale)"
+            )
+        if job.z_dim is not None and job.z_dim != spec.z_dim:
+            raise ValueError(f"--z_dim={job.z_dim}: the generator {job.generator} has k = {spec.z_dim}")
+        return spec, params
+    spec = models.GeneratorSpec.default(image_size=job.image_size, channels=channels, z_dim=job.z_dim)
+    return spec, None
+
+
+def environment() -> dict:
+    """Versions and devices, recorded next to every result."""
+    import flax
+    import optax
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax, "lib") else "",
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "argv": sys.argv,
+    }
+
+
+def _write_json(path: str, data: dict) -> None:
+    with io.atomic_write(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, default=_jsonable)
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def run_recover(
+    job: RecoverJob, workdir: str, *, log: Callable[[str], None] = print, flags: dict | None = None
+) -> dict:
+    """Run one recovery job and write its workdir; returns the metrics dictionary.
+
+    Raises:
+      ValueError: a user input is wrong (the message names the flag or file, the value and
+        what is allowed); nothing is written in that case.
+      FloatingPointError: the optimisation diverged.
+
+    ``flags`` (e.g. every resolved command-line flag) is recorded verbatim in metrics.json.
+    """
+    # -- inputs and every check, before compiling anything ---------------------------------
+    x = load_frames(job)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"--video={job.video}: frames contain NaN or infinite values")
+    T, H, W, C = x.shape
+    spec, params = load_model(job, C)
+    job.measurement.validate((H, W, C), T)
+    job.recover.validate(T, spec.z_dim)
+    if job.z_init not in recover.Z_INITS:
+        raise ValueError(f"--z_init={job.z_init}: allowed values are {', '.join(recover.Z_INITS)}")
+    if job.video_format not in ("mp4", "gif"):
+        raise ValueError(f"--video_format={job.video_format}: allowed values are mp4, gif")
+    os.makedirs(workdir, exist_ok=True)
+
+    # -- problem ------------------------------------------------------------------------------
+    key = jax.random.key(job.seed)
+    op_key, noise_key, z_key, g_key = jax.random.split(key, 4)
+    if params is None:
+        params = models.init_generator(spec, g_key)
+    model = models.build_generator(spec)
+    operator = measure.make_operator(job.measurement, op_key, T, (H, W, C))
+    y = measure.measure(operator, jnp.asarray(2.0 * x - 1.0), noise_key, job.measurement.noise_snr_db)
+    if not bool(jnp.all(jnp.isfinite(y))):
+        raise ValueError("measurements contain NaN or infinite values (check --video and --mask_file)")
+    code_key = jax.random.key(job.z_seed) if job.z_init != "random" else z_key
+    z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
+
+    # -- recovery ------------------------------------------------------------------------------
+    cfg = job.recover
+    recoverer = recover.Recoverer(model, cfg, T)
+    log(
+        f"recovering {T}×{H}×{W}×{C} frames from {job.video}: {job.measurement.kind}, {cfg.update} update, "
+        f"rank {cfg.rank} {cfg.rank_type}, {cfg.iterations} iterations, α={recoverer.alpha:g}, "
+        f"η={recoverer.lr:g}, loop={recoverer.loop}, backend={jax.default_backend()}"
+    )
+    start = time.perf_counter()
+
+    def progress(it: int, m: dict) -> None:
+        elapsed = time.perf_counter() - start
+        eta = elapsed / it * (cfg.iterations - it)
+        psnr = f" psnr {float(m['psnr'][0]):6.2f} dB" if "psnr" in m else ""
+        log(
+            f"[{it:>{len(str(cfg.iterations))}}/{cfg.iterations}] loss {float(m['measurement_loss'][0]):.3e}"
+            f"{psnr}  {elapsed:6.1f}s elapsed, ETA {eta:6.1f}s"
+        )
+
+    batch = lambda a: jax.tree.map(lambda v: v[None], a)  # noqa: E731
+    result = recoverer.run(
+        z0[None], batch(recover.Problem(y, operator)), params, truth=jnp.asarray(x)[None], callback=progress
+    )
+    total_seconds = time.perf_counter() - start
+    x_rec, z = result.x[0], result.z[0]
+    psnr = float(metrics.psnr(jnp.asarray(x_rec), jnp.asarray(x)))
+    ssim = float(metrics.ssim(jnp.asarray(x_rec), jnp.asarray(x)))
+
+    # -- outputs (metrics.json last) -------------------------------------------------------
+    with io.atomic_write(os.path.join(workdir, "reconstruction.npz")) as tmp:
+        np.savez_compressed(tmp, frames=x_rec.astype(np.float32), z=z)
+    seen = measure.observed_image(operator, y)
+    rows = [x] + ([np.clip(np.asarray(seen) * 0.5 + 0.5, 0, 1)] if seen is not None else []) + [x_rec]
+    report.save_grid(os.path.join(workdir, "grid.png"), rows)
+    io.write_video(os.path.join(workdir, f"reconstruction.{job.video_format}"), x_rec)
+    hist = result.history
+    curves = {"measurement loss": (np.arange(1, cfg.iterations + 1), hist["measurement_loss"][0])}
+    if "psnr" in hist:
+        curves["PSNR (dB)"] = (hist["log_iteration"], hist["psnr"][0])
+    report.plot_curves(os.path.join(workdir, "curves.png"), curves, log_y_keys=("measurement loss",))
+    if cfg.rank in (2, 3):
+        coords, _ = lowrank.coordinates(jnp.asarray(z), cfg.rank)
+        report.plot_latent_path(
+            os.path.join(workdir, "latent.png"),
+            np.asarray(coords),
+            title=f"codes in their rank-{cfg.rank} basis ({cfg.rank_type})",
+        )
+    if cfg.trains_generator:
+        best = jax.tree.map(lambda p: p[0], result.params)
+        checkpoint.save_generator(os.path.join(workdir, "generator"), spec, best, source=job.generator or "random")
+
+    out = {
+        "psnr": psnr,
+        "ssim": ssim,
+        "measurement_loss": float(result.measurement_loss[0]),
+        "final_measurement_loss": float(hist["measurement_loss"][0, -1]),
+        "iterations": cfg.iterations,
+        "seconds": total_seconds,
+        "loop_seconds": result.seconds,
+        "compile_seconds": result.compile_seconds,
+        "seconds_per_iteration": result.seconds_per_iteration,
+        "loop": result.loop,
+        "z_step": recoverer.alpha,
+        "generator_lr": recoverer.lr,
+        "num_frames": T,
+        "frame_shape": [H, W, C],
+        "generator_spec": spec.to_dict(),
+        "psnr_curve": {int(i): float(p) for i, p in zip(hist["log_iteration"], hist.get("psnr", [[]])[0])},
+        "job": job.to_dict(),
+        "flags": flags or {},
+        "environment": environment(),
+    }
+    if not math.isfinite(psnr):
+        out["psnr"] = None
+    _write_json(os.path.join(workdir, "metrics.json"), out)
+    log(f"PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, {result.seconds_per_iteration * 1e3:.1f} ms/iteration → {workdir}")
+    return out

@@ -1,0 +1,431 @@
+"""Low-rank generative video recovery (Hyder & Asif, 2019): the jitted, vmapped loop.
+
+Problem, for one sequence of T frames with codes Z = [z_1 … z_T]ᵀ ∈ R^{T×k} and generator G_θ:
+
+    L(Z, θ) = λ · mean_t,i (A_t(G_θ(z_t)) − y_t)_i²  +  (1 − λ) · mean_t,j (z_{t+1} − z_t)_j²
+
+with λ = 1 − ``similarity_weight`` (the means run over all measurement entries and all code
+differences; the smoothness term needs T ≥ 2). One iteration, from a single forward pass:
+
+    latent, joint:     Z ← P_r(Z − α ∇_Z L)              (plain gradient step, then projection)
+    generator, joint:  θ ← Adam(θ, ∇_θ L; lr η_i)        (gradient at the old Z and θ)
+
+P_r is :func:`lrgen.lowrank.project`. Defaults follow the original notebook: α = 200·T/256,
+η = 0.001·T/256, 2000 iterations, rank 2 ``pca``, every frame starting from one unit-norm code.
+
+The best iterate by measurement loss (the data term) is kept, codes and weights together — the
+original kept the best weights but the latest codes. The state before each update is the
+candidate, and the final state is compared once more at the end.
+
+Batching: every per-sequence quantity (y, operator, Z and, when G is trained, θ and its Adam
+state) has a leading batch axis B and the step is ``jax.vmap``-ed, so one code path serves 1 or
+1,000 sequences. A generator that is not trained is shared (not batched), so its convolutions
+run once over all B·T frames.
+
+Looping: the step is pure. Iterations are chained either by a jitted step called from Python
+(fast on XLA:CPU, where convolutions inside a loop body run far slower) or by a jitted
+``lax.fori_loop`` over ``log_every`` iterations (one dispatch per chunk; the default on GPU/TPU).
+Metrics reach the host once per chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from lrgen import lowrank, measure, metrics
+
+UPDATES = ("latent", "generator", "joint")
+Z_INITS = ("fixed_z", "fixed_seed", "random")
+LOOPS = ("auto", "python", "scan")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoverConfig:
+    """Hyperparameters of the recovery loop (keyword-only, validated by :meth:`validate`).
+
+    Attributes:
+      update: what is optimised: ``latent`` (Z), ``generator`` (θ) or ``joint`` (both).
+      iterations: number of iterations.
+      rank: r of the projection; 0 = unconstrained.
+      rank_type: ``pca`` or ``svd`` (see :mod:`lrgen.lowrank`).
+      similarity_weight: 1 − λ, weight of the temporal smoothness term, in [0, 1].
+      z_step: α, step size of the code update; None = 200·T/256.
+      generator_lr: Adam learning rate η of θ; None = 0.001·T/256.
+      generator_lr_decay: factor applied to η every ``generator_lr_decay_every`` iterations.
+      generator_lr_decay_every: 0 = constant η.
+      log_every: iterations between host round trips (metrics, PSNR, progress).
+      loop: ``python`` (jitted step driven from Python), ``scan`` (jitted loop of ``log_every``
+        steps) or ``auto`` (python on CPU, scan elsewhere).
+    """
+
+    update: str = "joint"
+    iterations: int = 2000
+    rank: int = 2
+    rank_type: str = "pca"
+    similarity_weight: float = 0.0
+    z_step: float | None = None
+    generator_lr: float | None = None
+    generator_lr_decay: float = 1.0
+    generator_lr_decay_every: int = 0
+    log_every: int = 100
+    loop: str = "auto"
+
+    def validate(self, num_frames: int, z_dim: int) -> None:
+        """Raise ValueError naming the flag, the bad value and what is allowed."""
+        if self.update not in UPDATES:
+            raise ValueError(f"--update={self.update}: allowed values are {', '.join(UPDATES)}")
+        if self.iterations < 1:
+            raise ValueError(f"--iterations={self.iterations}: must be ≥ 1")
+        if self.rank_type not in lowrank.RANK_TYPES:
+            raise ValueError(f"--rank_type={self.rank_type}: allowed values are {', '.join(lowrank.RANK_TYPES)}")
+        limit = min(num_frames, z_dim)
+        if not 0 <= self.rank <= limit:
+            raise ValueError(f"--rank={self.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})")
+        if not 0.0 <= self.similarity_weight <= 1.0:
+            raise ValueError(f"--similarity_weight={self.similarity_weight}: must lie in [0, 1]")
+        for name in ("z_step", "generator_lr"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValueError(f"--{name}={v}: must be a positive number")
+        if not (0.0 < self.generator_lr_decay <= 1.0):
+            raise ValueError(f"--generator_lr_decay={self.generator_lr_decay}: must lie in (0, 1]")
+        if self.generator_lr_decay_every < 0:
+            raise ValueError(f"--generator_lr_decay_every={self.generator_lr_decay_every}: must be ≥ 0")
+        if self.log_every < 1:
+            raise ValueError(f"--log_every={self.log_every}: must be ≥ 1")
+        if self.loop not in LOOPS:
+            raise ValueError(f"--loop={self.loop}: allowed values are {', '.join(LOOPS)}")
+
+    def step_sizes(self, num_frames: int) -> tuple[float, float]:
+        """(α, η) with the original's defaults 200·T/256 and 0.001·T/256."""
+        alpha = self.z_step if self.z_step is not None else 200.0 * num_frames / 256.0
+        lr = self.generator_lr if self.generator_lr is not None else 0.001 * num_frames / 256.0
+        return alpha, lr
+
+    @property
+    def trains_codes(self) -> bool:
+        return self.update in ("latent", "joint")
+
+    @property
+    def trains_generator(self) -> bool:
+        return self.update in ("generator", "joint")
+
+
+def init_codes(key: jax.Array, num_frames: int, z_dim: int, how: str, dtype=jnp.float32) -> jax.Array:
+    """Initial codes (T, k), each of unit norm.
+
+    ``fixed_z``: one code v/‖v‖, v ~ N(0, I_k), for every frame (the original's default);
+    ``fixed_seed`` and ``random``: an independent unit-norm code per frame. The two differ only
+    in the key the caller passes (a fixed one, or one derived from the run's seed).
+    """
+    if how == "fixed_z":
+        v = jax.random.normal(key, (z_dim,), dtype)
+        return jnp.broadcast_to(v / jnp.linalg.norm(v), (num_frames, z_dim))
+    if how in ("fixed_seed", "random"):
+        v = jax.random.normal(key, (num_frames, z_dim), dtype)
+        return v / jnp.linalg.norm(v, axis=1, keepdims=True)
+    raise ValueError(f"--z_init={how}: allowed values are {', '.join(Z_INITS)}")
+
+
+class Problem(struct.PyTreeNode):
+    """Per-sequence data: measurements y (T, ...) and the operator that made them."""
+
+    y: jax.Array
+    operator: measure.Operator
+
+
+class RecoverState(struct.PyTreeNode):
+    """Everything that changes during recovery, for one sequence (batched: leading axis B).
+
+    Attributes:
+      step: iterations done.
+      z: current codes (T, k).
+      params: the generator's weights when trained, else None (the shared weights are passed
+        to the step separately).
+      opt_state: Adam state of ``params`` (None when not trained).
+      best_loss: lowest measurement loss seen.
+      best_z, best_params: the iterate that had it.
+    """
+
+    step: jax.Array
+    z: jax.Array
+    params: Any
+    opt_state: Any
+    best_loss: jax.Array
+    best_z: jax.Array
+    best_params: Any
+
+
+@dataclasses.dataclass
+class RecoverResult:
+    """What :func:`recover` returns (arrays on the host, leading axis B).
+
+    Attributes:
+      z: best codes (B, T, k).
+      params: the best generator weights (batched, B leading) when trained, else None.
+      x: reconstructions G(z) of the best iterate, (B, T, H, W, C) in [0, 1].
+      measurement_loss: (B,) data term of the best iterate.
+      history: ``iteration`` (n,), ``loss`` and ``measurement_loss`` (B, iterations) per
+        iteration, and at each log point ``log_iteration`` (m,) and, with ground truth,
+        ``psnr`` (B, m) of the current iterate.
+      compile_seconds, seconds (loop wall time, log-point work included),
+      seconds_per_iteration (median over chunks of the step time alone).
+    """
+
+    z: np.ndarray
+    params: Any
+    x: np.ndarray
+    measurement_loss: np.ndarray
+    history: dict[str, np.ndarray]
+    compile_seconds: float
+    seconds: float
+    seconds_per_iteration: float
+    loop: str
+
+
+def _select(pred: jax.Array, a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
+
+
+class Recoverer:
+    """Compiled recovery for one generator architecture and one configuration.
+
+    Build it once and call :meth:`run` on batches of sequences of one shape; every function
+    is jitted once per shape.
+
+    Args:
+      model: the generator module (e.g. :class:`lrgen.models.Generator`).
+      config: the loop's hyperparameters.
+      num_frames: T, to resolve the default step sizes.
+    """
+
+    def __init__(self, model: nn.Module, config: RecoverConfig, num_frames: int):
+        self.model = model
+        self.config = config
+        self.num_frames = num_frames
+        self.alpha, self.lr = config.step_sizes(num_frames)
+        if config.generator_lr_decay_every > 0:
+            schedule = optax.exponential_decay(
+                self.lr, config.generator_lr_decay_every, config.generator_lr_decay, staircase=True
+            )
+        else:
+            schedule = self.lr
+        self.optimizer = optax.adam(schedule)
+        self.loop = config.loop
+        if self.loop == "auto":
+            self.loop = "python" if jax.default_backend() == "cpu" else "scan"
+
+    # ------------------------------------------------------------------ pure functions
+    def losses(self, z: jax.Array, params: Any, problem: Problem) -> tuple[jax.Array, jax.Array]:
+        """(total loss L, measurement loss) of one sequence."""
+        lam = 1.0 - self.config.similarity_weight
+        x = self.model.apply({"params": params}, z)
+        data = jnp.mean(jnp.square(problem.operator.A(x) - problem.y))
+        total = lam * data
+        if self.config.similarity_weight > 0 and z.shape[0] > 1:
+            total = total + (1.0 - lam) * jnp.mean(jnp.square(z[1:] - z[:-1]))
+        return total, data
+
+    def init_state(self, z0: jax.Array, params: Any | None) -> RecoverState:
+        """State of one sequence; ``params`` is its own generator copy when trained, else None."""
+        trained = params if self.config.trains_generator else None
+        opt_state = self.optimizer.init(trained) if trained is not None else None
+        return RecoverState(
+            step=jnp.zeros((), jnp.int32),
+            z=z0,
+            params=trained,
+            opt_state=opt_state,
+            best_loss=jnp.full((), jnp.inf, z0.dtype),
+            best_z=z0,
+            best_params=trained,
+        )
+
+    def step(self, state: RecoverState, problem: Problem, shared_params: Any) -> tuple[RecoverState, dict]:
+        """One iteration for one sequence (pure; ``vmap`` over sequences)."""
+        cfg = self.config
+        params = state.params if cfg.trains_generator else shared_params
+        argnums = (0, 1) if cfg.update == "joint" else ((0,) if cfg.trains_codes else (1,))
+        (loss, data), grads = jax.value_and_grad(self.losses, argnums, has_aux=True)(state.z, params, problem)
+        better = data < state.best_loss
+        best_z = jnp.where(better, state.z, state.best_z)
+        best_params = _select(better, params, state.best_params) if cfg.trains_generator else None
+        z, new_params, opt_state = state.z, state.params, state.opt_state
+        if cfg.trains_codes:
+            z = lowrank.project(z - self.alpha * grads[0], cfg.rank, cfg.rank_type)
+        if cfg.trains_generator:
+            updates, opt_state = self.optimizer.update(grads[-1], opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+        new_state = RecoverState(
+            step=state.step + 1,
+            z=z,
+            params=new_params,
+            opt_state=opt_state,
+            best_loss=jnp.minimum(data, state.best_loss),
+            best_z=best_z,
+            best_params=best_params,
+        )
+        return new_state, {"loss": loss, "measurement_loss": data}
+
+    def finalize(self, state: RecoverState, problem: Problem, shared_params: Any) -> RecoverState:
+        """Compare the final iterate with the best one; return the state holding the winner."""
+        params = state.params if self.config.trains_generator else shared_params
+        _, data = self.losses(state.z, params, problem)
+        better = data < state.best_loss
+        return state.replace(
+            best_loss=jnp.minimum(data, state.best_loss),
+            best_z=jnp.where(better, state.z, state.best_z),
+            best_params=_select(better, state.params, state.best_params) if self.config.trains_generator else None,
+        )
+
+    def render(self, z: jax.Array, params: Any) -> jax.Array:
+        """G(z) mapped to [0, 1]."""
+        return self.model.apply({"params": params}, z) * 0.5 + 0.5
+
+    # ------------------------------------------------------------------ batched drivers
+    def _batched(self, fn: Callable) -> Callable:
+        return jax.vmap(fn, in_axes=(0, 0, None))
+
+    def _render_batch(self, z: jax.Array, own_params: Any, shared_params: Any) -> jax.Array:
+        """G(z) in [0, 1] for a batch: each sequence's own weights when trained, else shared."""
+        if self.config.trains_generator:
+            return jax.vmap(self.render)(z, own_params)
+        return jax.vmap(self.render, in_axes=(0, None))(z, shared_params)
+
+    def _chunk(self, state, problem, shared_params, n):
+        """``n`` (traced) iterations inside one jitted loop; per-iteration metrics in a buffer."""
+        step = self._batched(self.step)
+        size = self.config.log_every
+        B = state.z.shape[0]
+        buf = {k: jnp.zeros((B, size), state.z.dtype) for k in ("loss", "measurement_loss")}
+
+        def body(i, carry):
+            s, b = carry
+            s, m = step(s, problem, shared_params)
+            b = {k: b[k].at[:, i].set(m[k]) for k in b}
+            return s, b
+
+        return jax.lax.fori_loop(0, n, body, (state, buf))
+
+    def run(
+        self,
+        z0: jax.Array,
+        problem: Problem,
+        params: Any,
+        *,
+        truth: jax.Array | None = None,
+        callback: Callable[[int, dict], None] | None = None,
+    ) -> RecoverResult:
+        """Recover a batch of B sequences of one shape.
+
+        Args:
+          z0: initial codes (B, T, k).
+          problem: batched :class:`Problem` (leading axis B on y and on the operator's arrays).
+          params: generator weights, shared by the batch (each sequence gets its own copy when
+            the generator is trained).
+          truth: optional ground truth (B, T, H, W, C) in [0, 1] for PSNR at log points.
+          callback: called at each log point with (iteration, {name: host array (B,)}).
+
+        Returns:
+          A :class:`RecoverResult`.
+
+        Raises:
+          FloatingPointError: the measurement loss of a sequence became non-finite.
+        """
+        cfg = self.config
+        B = z0.shape[0]
+        if cfg.trains_generator:
+            own = jax.tree.map(lambda p: jnp.broadcast_to(p, (B, *p.shape)), params)
+            state = jax.vmap(self.init_state)(z0, own)
+            shared = None
+        else:
+            state = jax.vmap(lambda z: self.init_state(z, None))(z0)
+            shared = params
+        # The state is donated to each step: give every leaf its own buffer (z and best_z start
+        # equal, and the caller keeps its z0).
+        state = jax.tree.map(lambda a: jnp.array(a, copy=True), state)
+
+        def evaluate(state, problem, shared, truth):
+            fin = self._batched(self.finalize)(state, problem, shared)
+            out = {"best_measurement_loss": fin.best_loss}
+            if truth is not None:
+                out["psnr"] = jax.vmap(metrics.psnr)(self._render_batch(state.z, state.params, shared), truth)
+            return out
+
+        t_compile = time.perf_counter()
+        if self.loop == "python":
+            step_c = jax.jit(self._batched(self.step), donate_argnums=0).lower(state, problem, shared).compile()
+        else:
+            chunk_c = jax.jit(self._chunk, donate_argnums=0).lower(state, problem, shared, 0).compile()
+        eval_c = jax.jit(evaluate).lower(state, problem, shared, truth).compile()
+        compile_seconds = time.perf_counter() - t_compile
+
+        history: dict[str, list] = {"loss": [], "measurement_loss": [], "log_iteration": [], "psnr": []}
+        chunk_rates = []
+        done = 0
+        t_loop = time.perf_counter()
+        while done < cfg.iterations:
+            n = min(cfg.log_every, cfg.iterations - done)
+            t0 = time.perf_counter()
+            if self.loop == "python":
+                ms = []
+                for _ in range(n):
+                    state, m = step_c(state, problem, shared)
+                    ms.append(m)
+                chunk = {k: jnp.stack([m[k] for m in ms], axis=1) for k in ms[0]}
+            else:
+                state, buf = chunk_c(state, problem, shared, n)
+                chunk = {k: v[:, :n] for k, v in buf.items()}
+            chunk = jax.device_get(chunk)
+            chunk_rates.append((time.perf_counter() - t0) / n)
+            done += n
+            for k in ("loss", "measurement_loss"):
+                history[k].append(chunk[k])
+            logs = jax.device_get(eval_c(state, problem, shared, truth))
+            history["log_iteration"].append(done)
+            if "psnr" in logs:
+                history["psnr"].append(logs["psnr"])
+            bad = ~np.isfinite(chunk["measurement_loss"]).all(axis=1)
+            if bad.any():
+                b = int(np.argmax(bad))
+                it = done - n + int(np.argmax(~np.isfinite(chunk["measurement_loss"][b])))
+                raise FloatingPointError(
+                    f"the measurement loss of sequence {b} became non-finite at iteration {it + 1}; "
+                    f"lower --z_step (now {self.alpha:g}) or --generator_lr (now {self.lr:g})"
+                )
+            if callback is not None:
+                callback(done, {"loss": chunk["loss"][:, -1], "measurement_loss": chunk["measurement_loss"][:, -1], **logs})
+        seconds = time.perf_counter() - t_loop
+
+        final = jax.jit(self._batched(self.finalize))(state, problem, shared)
+        best_params = final.best_params if cfg.trains_generator else None
+        x = jax.jit(self._render_batch)(final.best_z, best_params, shared)
+        hist = {
+            "loss": np.concatenate(history["loss"], axis=1),
+            "measurement_loss": np.concatenate(history["measurement_loss"], axis=1),
+            "log_iteration": np.asarray(history["log_iteration"]),
+        }
+        if history["psnr"]:
+            hist["psnr"] = np.stack(history["psnr"], axis=1)
+        # The first chunk can include one-off work (allocation, page faults); use the median.
+        return RecoverResult(
+            z=np.asarray(final.best_z),
+            params=jax.device_get(best_params),
+            x=np.asarray(x),
+            measurement_loss=np.asarray(final.best_loss),
+            history=hist,
+            compile_seconds=compile_seconds,
+            seconds=seconds,
+            seconds_per_iteration=float(np.median(chunk_rates)),
+            loop=self.loop,
+        )
