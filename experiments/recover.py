@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from lrgen import measure, pipeline, recover
 
@@ -102,6 +102,7 @@ def job_from_flags() -> pipeline.RecoverJob:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     try:
         job = job_from_flags()
         resolved = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
