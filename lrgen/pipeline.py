@@ -164,7 +164,8 @@ def run_recover(
         raise ValueError(f"--z_init={job.z_init}: allowed values are {', '.join(recover.Z_INITS)}")
     if job.video_format not in ("mp4", "gif"):
         raise ValueError(f"--video_format={job.video_format}: allowed values are mp4, gif")
-    os.makedirs(workdir, exist_ok=True)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"--workdir={workdir}: exists and is not a directory")
 
     # -- problem ------------------------------------------------------------------------------
     key = jax.random.key(job.seed)
