@@ -255,6 +255,7 @@ def load_mask_file(path: str) -> np.ndarray:
     ``batch_32_missing_819_1.npy``) and (T, H, W, 1). Raises ValueError naming the file.
     """
     import os
+    import zipfile
 
     if not os.path.isfile(path):
         raise ValueError(f"--mask_file={path}: no such file")
@@ -266,7 +267,7 @@ def load_mask_file(path: str) -> np.ndarray:
                 if len(names) != 1 and "mask" not in names:
                     raise ValueError(f"holds {names}; expected one array or one named 'mask'")
                 data = data["mask" if "mask" in names else names[0]]
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"--mask_file={path}: cannot be read as .npy/.npz ({e})") from None
     m = np.asarray(data)
     if m.ndim == 3:

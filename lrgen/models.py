@@ -32,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -225,8 +227,11 @@ def params_from_torch_state_dict(state: dict[str, np.ndarray], source: str = "st
     The architecture is read off the weight shapes; anything else (biases, batch-norm
     statistics, missing layers, inconsistent widths) raises ``ValueError`` naming ``source``.
     """
-    keys = sorted((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
-    extra = [k for k in state if not (k.startswith("main.") and k.endswith(".weight"))]
+    # Check the key pattern before parsing layer indices, so e.g. DataParallel's "module.main.0.weight"
+    # is refused with a message naming the source rather than a bare int() error.
+    is_weight = lambda k: re.fullmatch(r"main\.\d+\.weight", k) is not None
+    extra = [k for k in state if not is_weight(k)]
+    keys = sorted((k for k in state if is_weight(k)), key=lambda k: int(k.split(".")[1]))
     if extra or not keys:
         raise ValueError(
             f"{source}: not a bias-free DCGAN generator state dict (expected only main.<i>.weight "
@@ -254,9 +259,12 @@ def load_torch_npz(path: str | os.PathLike) -> tuple[GeneratorSpec, Params]:
     """Load an .npz holding the original PyTorch state dict (e.g. ``mnist_dcgan_gmlr.npz``)."""
     path = os.fspath(path)
     try:
-        with np.load(path) as f:
-            state = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
+        data = np.load(path)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array under an .npz name
+            raise ValueError(f"holds a single {type(data).__name__}, not a state dict archive")
+        with data:
+            state = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot be read as an .npz state dict ({e})") from None
     return params_from_torch_state_dict(state, path)
 

@@ -1,0 +1,119 @@
+r"""lrgen against the PyTorch reference of the original algorithm, side by side in one run.
+
+Same machine, same setting (rotating MNIST seq1, the original weights and masks, 80 % missing,
+joint update, rank 2 pca), run one after the other:
+
+* lrgen: ``python -m experiments.recover`` (steady-state seconds per iteration and compile
+  time from its metrics.json);
+* the reference ``../shared/bench/gmlr_torch.py`` in ``faithful`` and ``native`` modes.
+
+    python -m benchmarks.vs_torch --iterations=2000 --torch_python=/path/to/venv-with-torch/bin/python
+
+prints a Markdown table (PSNR, s/iteration, ratio to lrgen, compile time) and writes it with the
+raw JSON to ``--out``. torch is not an lrgen dependency: install it where you like
+(``pip install torch==2.13.0``) and point ``--torch_python`` at that interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+flags.DEFINE_integer("iterations", 2000, "Iterations for every contender.")
+flags.DEFINE_string("torch_python", sys.executable, "Python interpreter that has torch installed.")
+flags.DEFINE_integer("threads", 2, "CPU threads for torch (lrgen's XLA uses every core it sees).")
+flags.DEFINE_string("device", "cpu", "cpu or cuda (torch); lrgen uses JAX's default backend.")
+flags.DEFINE_string("out", "runs/bench_vs_torch", "Output directory.")
+flags.DEFINE_list("loops", ["auto"], "lrgen --loop values to measure (auto, python, scan).")
+FLAGS = flags.FLAGS
+
+
+def run_lrgen(loop: str, out: Path) -> dict:
+    work = out / f"lrgen_{loop}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.recover",
+        f"--flagfile={ROOT / 'experiments/configs/rot_mnist_missing80_joint.flags'}",
+        f"--iterations={FLAGS.iterations}",
+        f"--loop={loop}",
+        "--log_every=100",
+        f"--workdir={work}",
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    m = json.loads((work / "metrics.json").read_text())
+    return {
+        "name": f"lrgen (loop={m['loop']})",
+        "psnr": m["psnr"],
+        "s_per_iter": m["seconds_per_iteration"],
+        "compile_s": m["compile_seconds"],
+        "loop_s": m["loop_seconds"],
+        "device": m["environment"]["devices"][0],
+    }
+
+
+def run_torch(mode: str, out: Path) -> dict:
+    js = out / f"torch_{mode}.json"
+    cmd = [
+        FLAGS.torch_python,
+        str(SHARED / "bench/gmlr_torch.py"),
+        str(SHARED / "data/gmlr/rot_mnist/seq1"),
+        "--measurement=missing",
+        "--missing-ratio=0.8",
+        "--update=joint",
+        "--rank=2",
+        "--rank-type=pca",
+        f"--iters={FLAGS.iterations}",
+        f"--threads={FLAGS.threads}",
+        f"--device={FLAGS.device}",
+        f"--mode={mode}",
+        f"--out-json={js}",
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    r = json.loads(js.read_text())
+    return {
+        "name": f"PyTorch reference ({mode})",
+        "psnr": r["final_psnr"],
+        "s_per_iter": r["s_per_iter_median"],
+        "compile_s": 0.0,
+        "loop_s": r["loop_s"],
+        "device": r["device"],
+    }
+
+
+def main(argv):
+    del argv
+    if not (SHARED / "bench/gmlr_torch.py").exists():
+        sys.exit(f"error: {SHARED / 'bench/gmlr_torch.py'} not found; the benchmark needs ../shared")
+    out = (ROOT / FLAGS.out).resolve()
+    os.makedirs(out, exist_ok=True)
+    rows = [run_lrgen(loop, out) for loop in FLAGS.loops]
+    rows += [run_torch(mode, out) for mode in ("faithful", "native")]
+    base = rows[0]["s_per_iter"]
+    lines = [
+        f"{FLAGS.iterations} iterations, rotating MNIST seq1, original weights and masks, joint, rank 2 pca",
+        "",
+        "| contender | PSNR (dB) | s/iteration (steady) | × lrgen's time | compile (s) | loop (s) | device |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['psnr']:.2f} | {r['s_per_iter'] * 1e3:.1f} ms | {r['s_per_iter'] / base:.2f} | "
+            f"{r['compile_s']:.2f} | {r['loop_s']:.1f} | {r['device']} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    (out / "table.md").write_text(table + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)
