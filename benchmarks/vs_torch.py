@@ -55,7 +55,7 @@ def run_lrgen(loop: str, out: Path) -> dict:
         "psnr": m["psnr"],
         "s_per_iter": m["seconds_per_iteration"],
         "compile_s": m["compile_seconds"],
-        "loop_s": m["loop_seconds"],
+        "loop_s": m["seconds"],
         "device": m["environment"]["devices"][0],
     }
 

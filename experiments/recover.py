@@ -9,11 +9,13 @@ outputs written to --workdir and ``lrgen.pipeline`` for the library call this bi
 
 from __future__ import annotations
 
+import os
 import sys
 
+import jax
 from absl import app, flags, logging
 
-from lrgen import measure, pipeline, recover
+from lrgen import batch, measure, pipeline, recover
 
 FLAGS = flags.FLAGS
 
@@ -28,6 +30,7 @@ flags.DEFINE_enum("measurement", "missing", list(measure.KINDS), "Measurement op
 flags.DEFINE_float("missing_ratio", 0.8, "Fraction of missing pixels per frame, in [0, 1) (missing).")
 flags.DEFINE_string("mask_file", "", "Observed-pixel masks (.npy/.npz, 1 = observed) instead of random ones (missing).")
 flags.DEFINE_integer("num_measurements", 512, "m: rows of A_t (gaussian, m ≤ H·W·C) or of M_t (separable, m ≤ H).")
+flags.DEFINE_integer("observe_every", 2, "frames: frames 0, s, 2s, … are observed, the others are missing.")
 flags.DEFINE_float("noise_snr_db", None, "Additive Gaussian noise at this SNR in dB (required for denoise).")
 # Model.
 flags.DEFINE_string("generator", "", "lrgen generator dir / training workdir, or an .npz of the original PyTorch weights; empty = random init.")
@@ -48,6 +51,16 @@ flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterati
 flags.DEFINE_integer("log_every", 100, "Iterations between progress lines and PSNR evaluations.")
 flags.DEFINE_enum("loop", "auto", list(recover.LOOPS), "python: jitted step from Python; scan: jitted loop; auto: python on CPU.")
 flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the reconstruction video.")
+flags.DEFINE_bool("matrix_free", False, "gaussian: regenerate A_t in chunks instead of storing T×m×n numbers.")
+flags.DEFINE_integer("matrix_free_chunk", 256, "Rows of A_t generated at a time with --matrix_free.")
+# Batch jobs.
+flags.DEFINE_string("manifest", "", "File listing videos (one path or glob per line): recover them all in batches.")
+flags.DEFINE_integer("batch_size", 4, "Sequences per vmapped batch (--manifest); rounded up to a multiple of devices.")
+flags.DEFINE_integer("checkpoint_every", 500, "Iterations between batch checkpoints (--manifest; 0 = never).")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (auto-detects TPU pods and Slurm).")
+flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (implies --distributed).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
 def job_from_flags() -> pipeline.RecoverJob:
@@ -75,6 +88,9 @@ def job_from_flags() -> pipeline.RecoverJob:
             num_measurements=FLAGS.num_measurements,
             noise_snr_db=FLAGS.noise_snr_db,
             mask=mask,
+            matrix_free=FLAGS.matrix_free,
+            matrix_free_chunk=FLAGS.matrix_free_chunk,
+            observe_every=FLAGS.observe_every,
         ),
         mask_file=FLAGS.mask_file,
         generator=FLAGS.generator,
@@ -99,14 +115,51 @@ def job_from_flags() -> pipeline.RecoverJob:
     )
 
 
+def init_distributed() -> None:
+    """Join a multi-process job (explicit coordinator, or auto-detected on TPU pods / Slurm)."""
+    if FLAGS.coordinator_address:
+        if FLAGS.num_processes is None or FLAGS.process_id is None:
+            raise ValueError("--coordinator_address needs --num_processes and --process_id")
+        if not 0 <= FLAGS.process_id < FLAGS.num_processes:
+            raise ValueError(f"--process_id={FLAGS.process_id}: must lie in [0, --num_processes={FLAGS.num_processes})")
+        if jax.default_backend() == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    elif FLAGS.distributed:
+        jax.distributed.initialize()
+
+
+def run_manifest(job: pipeline.RecoverJob, log) -> None:
+    """Each process recovers its share of the manifest; process 0 writes the summary."""
+    from jax.experimental import multihost_utils
+
+    init_distributed()
+    options = batch.BatchOptions(
+        batch_size=FLAGS.batch_size,
+        checkpoint_every=FLAGS.checkpoint_every,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    batch.run_manifest(job, FLAGS.manifest, FLAGS.workdir, options, log=log)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("lrgen manifest done")
+        if jax.process_index() == 0:
+            rows = batch.write_summary(batch.read_manifest(FLAGS.manifest), os.path.abspath(FLAGS.workdir))
+            log(f"summary of {len(rows)} videos → {FLAGS.workdir}/summary.csv")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    log = lambda s: print(s, flush=True)  # noqa: E731
     try:
         job = job_from_flags()
-        resolved = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
-        pipeline.run_recover(job, FLAGS.workdir, log=lambda s: print(s, flush=True), flags=resolved)
+        if FLAGS.manifest:
+            run_manifest(job, log)
+        else:
+            resolved = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
+            pipeline.run_recover(job, FLAGS.workdir, log=log, flags=resolved)
     except (ValueError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

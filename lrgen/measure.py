@@ -19,6 +19,9 @@ Operators (``kind`` in :class:`MeasurementSpec`):
 * ``separable``  Y_c = M_t X_c M_tᵀ for each channel c, M_t ∈ R^{m×H} with entries N(0, 1/m);
                  m² measurements per channel. Needs square frames.
 * ``denoise``    identity with additive noise (``noise_snr_db`` required).
+* ``frames``     whole frames missing: frame t is observed (A_t = I) when t is a multiple of
+                 ``observe_every``, else not at all (A_t = 0): the hold-out setting of frame
+                 interpolation, as a :class:`Mask` of all-ones / all-zeros frames.
 
 Noise: y = A(x) + σ ε, ε ~ N(0, I) on the measured entries, with
 σ² = (Σ‖A_t x_t‖² / number of measured entries) · 10^(−SNR/10), i.e. the SNR in dB of the whole
@@ -40,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-KINDS = ("identity", "missing", "gaussian", "separable", "denoise")
+KINDS = ("identity", "missing", "gaussian", "separable", "denoise", "frames")
 
 
 class Identity(struct.PyTreeNode):
@@ -124,7 +127,7 @@ class Separable(struct.PyTreeNode):
         return jnp.ones((), y.dtype)
 
 
-Operator = Identity | Mask | DenseGaussian | Separable
+Operator = Identity | Mask | DenseGaussian | Separable  # | MatrixFreeGaussian (defined below)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +142,10 @@ class MeasurementSpec:
         Required for ``denoise``.
       mask: optional (T', H, W, 1) observed-pixel masks (e.g. read from a file); overrides
         ``missing_ratio``; the first T frames are used.
+      matrix_free: ``gaussian`` only: regenerate A_t in chunks instead of storing T×m×n numbers
+        (:class:`MatrixFreeGaussian`); same matrix, same results.
+      matrix_free_chunk: rows per regenerated block.
+      observe_every: ``frames`` only: every s-th frame (0, s, 2s, …) is observed.
     """
 
     kind: str = "missing"
@@ -146,6 +153,9 @@ class MeasurementSpec:
     num_measurements: int = 512
     noise_snr_db: float | None = None
     mask: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    matrix_free: bool = False
+    matrix_free_chunk: int = 256
+    observe_every: int = 2
 
     def validate(self, frame_shape: tuple[int, int, int], num_frames: int) -> None:
         """Raise ValueError naming the flag, the value and what is allowed."""
@@ -163,6 +173,10 @@ class MeasurementSpec:
                 raise ValueError(f"--measurement=separable needs square frames, got {H}×{W}")
             if not 1 <= self.num_measurements <= H:
                 raise ValueError(f"--num_measurements={self.num_measurements}: separable needs 1 ≤ m ≤ H = {H}")
+        if self.kind == "frames" and not 1 <= self.observe_every <= num_frames:
+            raise ValueError(f"--observe_every={self.observe_every}: must lie in [1, T] = [1, {num_frames}]")
+        if self.matrix_free and self.matrix_free_chunk < 1:
+            raise ValueError(f"--matrix_free_chunk={self.matrix_free_chunk}: must be ≥ 1")
         if self.kind == "denoise" and self.noise_snr_db is None:
             raise ValueError("--measurement=denoise needs --noise_snr_db")
         if self.noise_snr_db is not None and not math.isfinite(self.noise_snr_db):
@@ -194,7 +208,9 @@ def gaussian_rows(key: jax.Array, t: int | jax.Array, rows: jax.Array, n: int, m
     """Rows ``rows`` of A_t, each N(0, 1/m) in R^n, regenerated from (key, t, row index)."""
     kt = jax.random.fold_in(key, t)
     draw = lambda i: jax.random.normal(jax.random.fold_in(kt, i), (n,), dtype)  # noqa: E731
-    return jax.vmap(draw)(rows) / jnp.sqrt(jnp.asarray(m, dtype))
+    # Multiply by a constant rounded once on the host: a division may be compiled as a
+    # multiplication by the reciprocal in one program and not in another.
+    return jax.vmap(draw)(rows) * np.asarray(1.0 / np.sqrt(m), dtype)
 
 
 def make_operator(spec: MeasurementSpec, key: jax.Array, num_frames: int, frame_shape: tuple[int, int, int]) -> Operator:
@@ -203,11 +219,16 @@ def make_operator(spec: MeasurementSpec, key: jax.Array, num_frames: int, frame_
     T = num_frames
     if spec.kind in ("identity", "denoise"):
         return Identity()
+    if spec.kind == "frames":
+        observed = (jnp.arange(T) % spec.observe_every == 0).astype(jnp.float32)
+        return Mask(jnp.broadcast_to(observed[:, None, None, None], (T, H, W, 1)))
     if spec.kind == "missing":
         if spec.mask is not None:
             return Mask(jnp.asarray(spec.mask[:T], jnp.float32))
         return Mask(random_mask(key, T, H, W, spec.missing_ratio))
     m = spec.num_measurements
+    if spec.kind == "gaussian" and spec.matrix_free:
+        return MatrixFreeGaussian(key, (H, W, C), m, spec.matrix_free_chunk)
     if spec.kind == "gaussian":
         n = H * W * C
         mats = jax.vmap(lambda t: gaussian_rows(key, t, jnp.arange(m), n, m))(jnp.arange(T))
@@ -279,3 +300,68 @@ def load_mask_file(path: str) -> np.ndarray:
     if not np.all(np.isfinite(m)) or not np.all((m == 0) | (m == 1)):
         raise ValueError(f"--mask_file={path}: masks must hold only 0 (missing) and 1 (observed)")
     return m.astype(np.float32)
+
+
+class MatrixFreeGaussian(struct.PyTreeNode):
+    """The dense Gaussian operator of :class:`DenseGaussian`, never stored.
+
+    A_t is regenerated from (key, t, row) in chunks of ``chunk`` rows inside both the forward
+    and the adjoint, frame by frame (``lax.map``), so memory holds one chunk×n block at a time
+    instead of T×m×n numbers; the numbers are those of :func:`gaussian_rows`, i.e. the same
+    matrix ``make_operator`` stores. Each block product is rematerialised (``jax.checkpoint``),
+    so reverse-mode differentiation regenerates the rows instead of keeping them alive.
+
+    Attributes:
+      key: (base key of the operator) typed PRNG key.
+      frame_shape: static (H, W, C).
+      num_measurements: static m.
+      chunk: static rows per generated block (m is padded up to a multiple of it).
+    """
+
+    key: jax.Array
+    frame_shape: tuple[int, int, int] = struct.field(pytree_node=False)
+    num_measurements: int = struct.field(pytree_node=False)
+    chunk: int = struct.field(pytree_node=False, default=256)
+
+    def _blocks(self):
+        m, c = self.num_measurements, min(self.chunk, self.num_measurements)
+        nblocks = -(-m // c)
+        return m, c, nblocks
+
+    def _rows(self, t, b, dtype):
+        m, c, _ = self._blocks()
+        rows = b * c + jnp.arange(c)
+        n = int(np.prod(self.frame_shape))
+        block = gaussian_rows(self.key, t, jnp.minimum(rows, m - 1), n, m, dtype)
+        return jnp.where((rows < m)[:, None], block, 0)  # rows past m are padding
+
+    def A(self, x: jax.Array) -> jax.Array:
+        m, c, nblocks = self._blocks()
+        T = x.shape[0]
+        block = jax.checkpoint(lambda t, b, xt: self._rows(t, b, x.dtype) @ xt)
+
+        def frame(args):
+            t, xt = args
+            return jax.lax.map(lambda b: block(t, b, xt), jnp.arange(nblocks)).reshape(-1)[:m]
+
+        return jax.lax.map(frame, (jnp.arange(T), x.reshape(T, -1)))
+
+    def A_adjoint(self, y: jax.Array) -> jax.Array:
+        m, c, nblocks = self._blocks()
+        T = y.shape[0]
+        ypad = jnp.pad(y, ((0, 0), (0, nblocks * c - m))).reshape(T, nblocks, c)
+
+        def frame(args):
+            t, yt = args
+
+            def add(acc, b):
+                return acc + self._rows(t, b, y.dtype).T @ yt[b], None
+
+            n = int(np.prod(self.frame_shape))
+            acc, _ = jax.lax.scan(add, jnp.zeros((n,), y.dtype), jnp.arange(nblocks))
+            return acc
+
+        return jax.lax.map(frame, (jnp.arange(T), ypad)).reshape(T, *self.frame_shape)
+
+    def measured(self, y: jax.Array) -> jax.Array:
+        return jnp.ones((), y.dtype)

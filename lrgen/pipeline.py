@@ -140,6 +140,146 @@ def _jsonable(v):
     raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
+@dataclasses.dataclass
+class Sequence:
+    """One prepared sequence: its frames, operator, measurements and initial codes."""
+
+    frames: np.ndarray  # (T, H, W, C) in [0, 1]
+    operator: measure.Operator
+    y: jax.Array
+    z0: jax.Array
+
+    @property
+    def problem(self) -> recover.Problem:
+        return recover.Problem(self.y, self.operator)
+
+
+def check_job(job: RecoverJob, frame_shape: tuple[int, ...], spec: models.GeneratorSpec) -> None:
+    """Every value check that needs the data; raises ValueError naming the flag."""
+    T, H, W, C = frame_shape
+    job.measurement.validate((H, W, C), T)
+    job.recover.validate(T, spec.z_dim)
+    if job.z_init not in recover.Z_INITS:
+        raise ValueError(f"--z_init={job.z_init}: allowed values are {', '.join(recover.Z_INITS)}")
+    if job.video_format not in ("mp4", "gif"):
+        raise ValueError(f"--video_format={job.video_format}: allowed values are mp4, gif")
+
+
+def init_params(job: RecoverJob, spec: models.GeneratorSpec, params: Any | None) -> Any:
+    """The loaded weights, or random ones drawn from the job's seed."""
+    if params is not None:
+        return params
+    return models.init_generator(spec, jax.random.split(jax.random.key(job.seed), 4)[3])
+
+
+def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.GeneratorSpec) -> Sequence:
+    """Operator, measurements and initial codes of one video, all drawn from ``job.seed``.
+
+    The randomness depends on the seed alone, never on where the video sits in a batch, so a
+    video gives the same result alone or inside any batch job.
+    """
+    if not np.all(np.isfinite(frames)):
+        raise ValueError(f"--video={job.video}: frames contain NaN or infinite values")
+    T, H, W, C = frames.shape
+    op_key, noise_key, z_key, _ = jax.random.split(jax.random.key(job.seed), 4)
+    operator = measure.make_operator(job.measurement, op_key, T, (H, W, C))
+    y = measure.measure(operator, jnp.asarray(2.0 * frames - 1.0), noise_key, job.measurement.noise_snr_db)
+    if not bool(jnp.all(jnp.isfinite(y))):
+        raise ValueError(f"--video={job.video}: measurements contain NaN or infinite values (check the frames and --mask_file)")
+    code_key = jax.random.key(job.z_seed) if job.z_init != "random" else z_key
+    z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
+    return Sequence(frames, operator, y, z0)
+
+
+def describe(job: RecoverJob, recoverer: recover.Recoverer, shape: tuple[int, ...], what: str) -> str:
+    T, H, W, C = shape
+    cfg = job.recover
+    return (
+        f"recovering {T}×{H}×{W}×{C} frames from {what}: {job.measurement.kind}, {cfg.update} update, "
+        f"rank {cfg.rank} {cfg.rank_type}, {cfg.iterations} iterations, α={recoverer.alpha:g}, "
+        f"η={recoverer.lr:g}, loop={recoverer.loop}, backend={jax.default_backend()}"
+    )
+
+
+def progress_printer(iterations: int, log: Callable[[str], None], label: str = "") -> Callable[[int, dict], None]:
+    """A ``Recoverer.run`` callback printing loss, PSNR and an ETA (first sequence of the batch)."""
+    start = time.perf_counter()
+
+    def progress(it: int, m: dict) -> None:
+        elapsed = time.perf_counter() - start
+        eta = elapsed / it * (iterations - it)
+        psnr = f" psnr {float(m['psnr'][0]):6.2f} dB" if "psnr" in m else ""
+        log(
+            f"{label}[{it:>{len(str(iterations))}}/{iterations}] loss {float(m['measurement_loss'][0]):.3e}"
+            f"{psnr}  {elapsed:6.1f}s elapsed, ETA {eta:6.1f}s"
+        )
+
+    return progress
+
+
+def write_outputs(
+    job: RecoverJob,
+    workdir: str,
+    seq: Sequence,
+    result: recover.RecoverResult,
+    b: int,
+    spec: models.GeneratorSpec,
+    recoverer: recover.Recoverer,
+    *,
+    extra: dict | None = None,
+) -> dict:
+    """Write sequence ``b`` of ``result`` into ``workdir`` (metrics.json last); return its metrics."""
+    cfg = job.recover
+    x = seq.frames
+    x_rec, z = result.x[b], result.z[b]
+    T, H, W, C = x.shape
+    psnr = float(metrics.psnr(jnp.asarray(x_rec), jnp.asarray(x)))
+    ssim = float(metrics.ssim(jnp.asarray(x_rec), jnp.asarray(x)))
+    with io.atomic_write(os.path.join(workdir, "reconstruction.npz")) as tmp:
+        np.savez_compressed(tmp, frames=x_rec.astype(np.float32), z=z)
+    seen = measure.observed_image(seq.operator, seq.y)
+    rows = [x] + ([np.clip(np.asarray(seen) * 0.5 + 0.5, 0, 1)] if seen is not None else []) + [x_rec]
+    report.save_grid(os.path.join(workdir, "grid.png"), rows)
+    io.write_video(os.path.join(workdir, f"reconstruction.{job.video_format}"), x_rec)
+    hist = result.history
+    curves = {"measurement loss": (np.arange(1, hist["measurement_loss"].shape[1] + 1), hist["measurement_loss"][b])}
+    if "psnr" in hist:
+        curves["PSNR (dB)"] = (hist["log_iteration"], hist["psnr"][b])
+    report.plot_curves(os.path.join(workdir, "curves.png"), curves, log_y_keys=("measurement loss",))
+    if cfg.rank in (2, 3):
+        coords, _ = lowrank.coordinates(jnp.asarray(z), cfg.rank)
+        report.plot_latent_path(
+            os.path.join(workdir, "latent.png"),
+            np.asarray(coords),
+            title=f"codes in their rank-{cfg.rank} basis ({cfg.rank_type})",
+        )
+    if cfg.trains_generator:
+        best = jax.tree.map(lambda p: p[b], result.params)
+        checkpoint.save_generator(os.path.join(workdir, "generator"), spec, best, source=job.generator or "random")
+    out = {
+        "psnr": psnr if math.isfinite(psnr) else None,
+        "ssim": ssim,
+        "measurement_loss": float(result.measurement_loss[b]),
+        "final_measurement_loss": float(hist["measurement_loss"][b, -1]),
+        "iterations": cfg.iterations,
+        "seconds": result.seconds,
+        "compile_seconds": result.compile_seconds,
+        "seconds_per_iteration": result.seconds_per_iteration,
+        "loop": result.loop,
+        "z_step": recoverer.alpha,
+        "generator_lr": recoverer.lr,
+        "num_frames": T,
+        "frame_shape": [H, W, C],
+        "generator_spec": spec.to_dict(),
+        "psnr_curve": {int(i): float(p) for i, p in zip(hist["log_iteration"], hist["psnr"][b])} if "psnr" in hist else {},
+        "job": job.to_dict(),
+        "environment": environment(),
+        **(extra or {}),
+    }
+    _write_json(os.path.join(workdir, "metrics.json"), out)
+    return out
+
+
 def run_recover(
     job: RecoverJob, workdir: str, *, log: Callable[[str], None] = print, flags: dict | None = None
 ) -> dict:
@@ -152,108 +292,28 @@ def run_recover(
 
     ``flags`` (e.g. every resolved command-line flag) is recorded verbatim in metrics.json.
     """
-    # -- inputs and every check, before compiling anything ---------------------------------
-    x = load_frames(job)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"--video={job.video}: frames contain NaN or infinite values")
-    T, H, W, C = x.shape
-    spec, params = load_model(job, C)
-    job.measurement.validate((H, W, C), T)
-    job.recover.validate(T, spec.z_dim)
-    if job.z_init not in recover.Z_INITS:
-        raise ValueError(f"--z_init={job.z_init}: allowed values are {', '.join(recover.Z_INITS)}")
-    if job.video_format not in ("mp4", "gif"):
-        raise ValueError(f"--video_format={job.video_format}: allowed values are mp4, gif")
+    # Inputs and every check, before compiling anything.
+    frames = load_frames(job)
+    spec, params = load_model(job, frames.shape[-1])
+    check_job(job, frames.shape, spec)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir={workdir}: exists and is not a directory")
+    params = init_params(job, spec, params)
+    seq = prepare_sequence(job, frames, spec)
 
-    # -- problem ------------------------------------------------------------------------------
-    key = jax.random.key(job.seed)
-    op_key, noise_key, z_key, g_key = jax.random.split(key, 4)
-    if params is None:
-        params = models.init_generator(spec, g_key)
-    model = models.build_generator(spec)
-    operator = measure.make_operator(job.measurement, op_key, T, (H, W, C))
-    y = measure.measure(operator, jnp.asarray(2.0 * x - 1.0), noise_key, job.measurement.noise_snr_db)
-    if not bool(jnp.all(jnp.isfinite(y))):
-        raise ValueError("measurements contain NaN or infinite values (check --video and --mask_file)")
-    code_key = jax.random.key(job.z_seed) if job.z_init != "random" else z_key
-    z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
-
-    # -- recovery ------------------------------------------------------------------------------
-    cfg = job.recover
-    recoverer = recover.Recoverer(model, cfg, T)
-    log(
-        f"recovering {T}×{H}×{W}×{C} frames from {job.video}: {job.measurement.kind}, {cfg.update} update, "
-        f"rank {cfg.rank} {cfg.rank_type}, {cfg.iterations} iterations, α={recoverer.alpha:g}, "
-        f"η={recoverer.lr:g}, loop={recoverer.loop}, backend={jax.default_backend()}"
-    )
+    recoverer = recover.Recoverer(models.build_generator(spec), job.recover, frames.shape[0])
+    log(describe(job, recoverer, frames.shape, job.video))
     start = time.perf_counter()
-
-    def progress(it: int, m: dict) -> None:
-        elapsed = time.perf_counter() - start
-        eta = elapsed / it * (cfg.iterations - it)
-        psnr = f" psnr {float(m['psnr'][0]):6.2f} dB" if "psnr" in m else ""
-        log(
-            f"[{it:>{len(str(cfg.iterations))}}/{cfg.iterations}] loss {float(m['measurement_loss'][0]):.3e}"
-            f"{psnr}  {elapsed:6.1f}s elapsed, ETA {eta:6.1f}s"
-        )
-
     batch = lambda a: jax.tree.map(lambda v: v[None], a)  # noqa: E731
     result = recoverer.run(
-        z0[None], batch(recover.Problem(y, operator)), params, truth=jnp.asarray(x)[None], callback=progress
+        seq.z0[None],
+        batch(seq.problem),
+        params,
+        truth=jnp.asarray(frames)[None],
+        callback=progress_printer(job.recover.iterations, log),
     )
-    total_seconds = time.perf_counter() - start
-    x_rec, z = result.x[0], result.z[0]
-    psnr = float(metrics.psnr(jnp.asarray(x_rec), jnp.asarray(x)))
-    ssim = float(metrics.ssim(jnp.asarray(x_rec), jnp.asarray(x)))
-
-    # -- outputs (metrics.json last) -------------------------------------------------------
-    with io.atomic_write(os.path.join(workdir, "reconstruction.npz")) as tmp:
-        np.savez_compressed(tmp, frames=x_rec.astype(np.float32), z=z)
-    seen = measure.observed_image(operator, y)
-    rows = [x] + ([np.clip(np.asarray(seen) * 0.5 + 0.5, 0, 1)] if seen is not None else []) + [x_rec]
-    report.save_grid(os.path.join(workdir, "grid.png"), rows)
-    io.write_video(os.path.join(workdir, f"reconstruction.{job.video_format}"), x_rec)
-    hist = result.history
-    curves = {"measurement loss": (np.arange(1, cfg.iterations + 1), hist["measurement_loss"][0])}
-    if "psnr" in hist:
-        curves["PSNR (dB)"] = (hist["log_iteration"], hist["psnr"][0])
-    report.plot_curves(os.path.join(workdir, "curves.png"), curves, log_y_keys=("measurement loss",))
-    if cfg.rank in (2, 3):
-        coords, _ = lowrank.coordinates(jnp.asarray(z), cfg.rank)
-        report.plot_latent_path(
-            os.path.join(workdir, "latent.png"),
-            np.asarray(coords),
-            title=f"codes in their rank-{cfg.rank} basis ({cfg.rank_type})",
-        )
-    if cfg.trains_generator:
-        best = jax.tree.map(lambda p: p[0], result.params)
-        checkpoint.save_generator(os.path.join(workdir, "generator"), spec, best, source=job.generator or "random")
-
-    out = {
-        "psnr": psnr,
-        "ssim": ssim,
-        "measurement_loss": float(result.measurement_loss[0]),
-        "final_measurement_loss": float(hist["measurement_loss"][0, -1]),
-        "iterations": cfg.iterations,
-        "seconds": total_seconds,
-        "loop_seconds": result.seconds,
-        "compile_seconds": result.compile_seconds,
-        "seconds_per_iteration": result.seconds_per_iteration,
-        "loop": result.loop,
-        "z_step": recoverer.alpha,
-        "generator_lr": recoverer.lr,
-        "num_frames": T,
-        "frame_shape": [H, W, C],
-        "generator_spec": spec.to_dict(),
-        "psnr_curve": {int(i): float(p) for i, p in zip(hist["log_iteration"], hist.get("psnr", [[]])[0])},
-        "job": job.to_dict(),
-        "flags": flags or {},
-        "environment": environment(),
-    }
-    if not math.isfinite(psnr):
-        out["psnr"] = None
-    _write_json(os.path.join(workdir, "metrics.json"), out)
-    log(f"PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, {result.seconds_per_iteration * 1e3:.1f} ms/iteration → {workdir}")
+    out = write_outputs(
+        job, workdir, seq, result, 0, spec, recoverer, extra={"flags": flags or {}, "total_seconds": time.perf_counter() - start}
+    )
+    log(f"PSNR {out['psnr']:.2f} dB, SSIM {out['ssim']:.4f}, {result.seconds_per_iteration * 1e3:.1f} ms/iteration → {workdir}")
     return out
