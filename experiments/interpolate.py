@@ -1,0 +1,132 @@
+r"""Generate frames between observed ones by interpolating low-rank latent coordinates.
+
+    # hold out every other frame of rotating MNIST, fit the rest, score the generated frames
+    python -m experiments.interpolate --video=../shared/data/gmlr/rot_mnist/seq1 \
+        --generator=../shared/data/gmlr/mnist_dcgan_gmlr.npz --observe_every=2 --factor=4 \
+        --workdir=runs/interp_s2
+    # 20× more frames from a finished recover run
+    python -m experiments.interpolate --recover_workdir=runs/rot_mnist --factor=20 --workdir=runs/interp20
+
+Either ``--video`` (the observed frames 0, s, 2s, … are fitted here with the recover flags:
+``--generator --update --rank --iterations`` …) or ``--recover_workdir`` (codes and generator of
+a finished ``experiments.recover`` run; a run with ``--measurement=frames`` is scored on its
+missing frames). Writes metrics.json (``psnr_missing``, ``ssim_missing``, ``psnr_nearest``,
+``psnr_blend`` …), interpolation.npz, the video, grid.png and latent.png; see
+:mod:`lrgen.interpolate`. A wrong flag ends the run with one line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags, logging
+
+from experiments import fit_flags
+from lrgen import interpolate, pipeline, recover
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("recover_workdir", "", "A finished experiments.recover workdir to take codes and generator from.")
+flags.DEFINE_string("workdir", None, "Output directory (created).")
+flags.DEFINE_integer(
+    "observe_every", None, "s: frames 0, s, 2s, … are observed, the others generated and scored (default 1)."
+)
+flags.DEFINE_integer("factor", 4, "f: generate frames at times i/f (f − 1 new frames between consecutive frames).")
+flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the interpolated video.")
+# Recover flags used only when fitting here (--video).
+flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
+flags.DEFINE_enum("update", "latent", list(recover.UPDATES), "What the fit optimises (joint also tunes the generator).")
+flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·n/256).")
+flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
+flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterations (0 = never).")
+
+FIT_ONLY = (*fit_flags.FIT_FLAGS, "z_dim", "update", "generator_lr", "generator_lr_decay", "generator_lr_decay_every")
+
+
+def config_from_flags() -> interpolate.InterpolateConfig:
+    return interpolate.InterpolateConfig(
+        observe_every=FLAGS.observe_every or 1,
+        factor=FLAGS.factor,
+        method=FLAGS.method,
+        video_format=FLAGS.video_format,
+    )
+
+
+def job_from_flags() -> pipeline.RecoverJob:
+    """The recovery job that fits the observed frames (``--video`` mode)."""
+    fit_flags.check_common()
+    if FLAGS.iterations < 1:
+        raise ValueError(f"--iterations={FLAGS.iterations}: must be ≥ 1")
+    if FLAGS.z_dim is not None and FLAGS.z_dim < 1:
+        raise ValueError(f"--z_dim={FLAGS.z_dim}: must be ≥ 1")
+    job = pipeline.RecoverJob(
+        video=FLAGS.video,
+        image_size=FLAGS.image_size,
+        num_frames=FLAGS.num_frames,
+        grayscale=FLAGS.grayscale,
+        generator=FLAGS.generator,
+        z_dim=FLAGS.z_dim,
+        z_init=FLAGS.z_init,
+        z_seed=FLAGS.z_seed,
+        seed=FLAGS.seed,
+        recover=recover.RecoverConfig(
+            update=FLAGS.update,
+            iterations=FLAGS.iterations,
+            rank=FLAGS.rank,
+            rank_type=FLAGS.rank_type,
+            similarity_weight=FLAGS.similarity_weight,
+            z_step=FLAGS.z_step,
+            generator_lr=FLAGS.generator_lr,
+            generator_lr_decay=FLAGS.generator_lr_decay,
+            generator_lr_decay_every=FLAGS.generator_lr_decay_every,
+            log_every=FLAGS.log_every,
+            loop=FLAGS.loop,
+        ),
+        video_format=FLAGS.video_format,
+    )
+    return interpolate.make_job(job, FLAGS.observe_every or 1)
+
+
+def run(log) -> None:
+    if bool(FLAGS.video) == bool(FLAGS.recover_workdir):
+        raise ValueError("give exactly one of --video (fit the observed frames here) and --recover_workdir")
+    if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
+        raise ValueError(f"--workdir={FLAGS.workdir}: exists and is not a directory")
+    config = config_from_flags()
+    if FLAGS.observe_every is not None and FLAGS.observe_every < 1:
+        raise ValueError(f"--observe_every={FLAGS.observe_every}: must be ≥ 1")
+    if FLAGS.recover_workdir:
+        extra = [f"--{n}" for n in FIT_ONLY if FLAGS[n].present]
+        if extra:
+            raise ValueError(
+                f"{', '.join(extra)}: fit flags do not apply with --recover_workdir "
+                "(its codes and generator are used as they are)"
+            )
+        dataclasses.replace(config, observe_every=1).validate(2)  # factor and method; observe_every below
+        fit = interpolate.load_recover_workdir(FLAGS.recover_workdir, FLAGS.observe_every)
+        run_every = fit.job.measurement.observe_every if fit.job.measurement.kind == "frames" else 1
+        config = dataclasses.replace(config, observe_every=run_every)
+        config.validate(fit.frames.shape[0])
+    else:
+        fit = interpolate.fit_observed(job_from_flags(), config.observe_every, log=log, check=config.validate)
+    resolved = {f.name: f.value for m in (sys.modules[__name__], fit_flags) for f in FLAGS.get_flags_for_module(m)}
+    interpolate.run_interpolate(fit, config, FLAGS.workdir, log=log, flags=resolved)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    try:
+        run(log)
+    except (ValueError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("workdir")
+    app.run(main)

@@ -1,0 +1,290 @@
+"""Generative compression: quantisation, the file format and its validation, exact decoding."""
+
+import dataclasses
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from lrgen import checkpoint, compress, models
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
+_init = jax.jit(lambda key: models.init_generator(SPEC, key))  # one compile, not one per op
+
+
+def _params(seed=42):
+    # The PyTorch 0.4 init makes a tiny network's output almost constant; scale it for contrast.
+    return jax.tree.map(lambda w: 3.0 * w, _init(jax.random.key(seed)))
+
+
+def _header(T=9, every=4, rank=2, rank_type="pca", bits=6, method="linear", params=None):
+    return compress.Header(
+        num_frames=T,
+        height=32,
+        width=32,
+        channels=1,
+        z_dim=SPEC.z_dim,
+        rank=rank,
+        rank_type=rank_type if rank else "none",
+        bits=bits,
+        keyframe_every=every,
+        method=method,
+        generator_id=compress.generator_id(SPEC, params) if params is not None else b"12345678",
+        generator_path="gen",
+    )
+
+
+def _codes_on_a_line(n, seed=0):
+    a, b = np.random.default_rng(seed).normal(size=(2, SPEC.z_dim))
+    return a + np.linspace(0, 1, n)[:, None] * b
+
+
+# --------------------------------------------------------------------------- quantisation
+@pytest.mark.parametrize("bits", [1, 2, 5, 8, 13, 16])
+def test_quantisation_error_is_at_most_half_a_step_and_bits_pack_losslessly(bits):
+    v = np.random.default_rng(bits).normal(size=37) * 3
+    q, lo, hi = compress.quantise(v, bits)
+    assert q.max() <= (1 << bits) - 1 and lo == v.min().astype(np.float32) and hi == v.max().astype(np.float32)
+    step = (hi - lo) / ((1 << bits) - 1)
+    assert np.max(np.abs(compress.dequantise(q, lo, hi, bits) - v)) <= step / 2 + 1e-5 * np.abs(v).max()
+    packed = compress.pack_bits(q, bits)
+    assert len(packed) == compress.payload_bytes(37, bits)
+    np.testing.assert_array_equal(compress.unpack_bits(packed, 37, bits), q)
+
+
+def test_constant_block_quantises_exactly():
+    q, lo, hi = compress.quantise(np.full(5, 0.25), 4)
+    np.testing.assert_array_equal(compress.dequantise(q, lo, hi, 4), np.full(5, 0.25, np.float32))
+
+
+@pytest.mark.parametrize(("rank", "rank_type"), [(2, "pca"), (3, "pca"), (1, "pca"), (2, "svd"), (0, "pca")])
+def test_factorised_codes_converge_to_the_codes_as_bits_grow(rank, rank_type):
+    """Z in the rank-r set is reproduced to within the quantisation error; 16 bits ≈ exact."""
+    z = _codes_on_a_line(3, seed=rank)
+    if rank_type == "svd":
+        z = z - z.mean(0)  # a line through the origin: rank 1 ≤ 2 linear
+    if rank == 1:
+        z = np.broadcast_to(z[0], z.shape)
+    errs = []
+    for bits in (4, 8, 16):
+        codes = compress.quantise_codes(z, _header(T=9, every=4, rank=rank, rank_type=rank_type, bits=bits))
+        assert codes.z().shape == z.shape
+        errs.append(np.max(np.abs(codes.z() - z)))
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-3 * np.abs(z).max(), errs
+
+
+# --------------------------------------------------------------------------- the container
+def _file(**kw):
+    h = _header(**kw)
+    return compress.to_bytes(compress.quantise_codes(_codes_on_a_line(len(h.keyframes)), h)), h
+
+
+def test_bytes_round_trip_header_and_codes():
+    data, h = _file(T=9, every=4, bits=7, method="slerp")
+    codes = compress.from_bytes(data)
+    assert codes.header == h
+    assert list(h.keyframes) == [0, 4, 8]
+    again = compress.from_bytes(compress.to_bytes(codes))
+    np.testing.assert_array_equal(again.z(), codes.z())
+    assert data[:4] == b"LRGV" and data[4] == compress.VERSION
+
+
+def test_every_truncation_is_rejected_with_a_clear_message():
+    data, _ = _file()
+    for n in range(len(data)):
+        with pytest.raises(ValueError, match="truncated|not an lrgen compressed video"):
+            compress.from_bytes(data[:n], "f.lrgv")
+    with pytest.raises(ValueError, match="unexpected bytes after the end"):
+        compress.from_bytes(data + b"\0", "f.lrgv")
+
+
+def test_every_single_byte_change_is_rejected():
+    """Any altered byte — magic, header, ranges, payload or the CRC itself — is an error."""
+    data, _ = _file()
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x5A
+        with pytest.raises(ValueError, match=r"f\.lrgv: "):
+            compress.from_bytes(bytes(bad), "f.lrgv")
+
+
+@pytest.mark.parametrize(
+    ("blob", "message"),
+    [
+        (b"", "not an lrgen compressed video"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not an lrgen compressed video"),
+        (b"LRGV", "truncated"),
+    ],
+)
+def test_foreign_files_are_rejected(blob, message):
+    with pytest.raises(ValueError, match=message):
+        compress.from_bytes(blob, "f")
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_other_versions_and_invalid_fields_with_a_valid_crc_are_rejected():
+    data, _ = _file()
+    body = bytearray(data[:-4])
+    v2 = bytearray(body)
+    v2[4] = 2
+    with pytest.raises(ValueError, match="format version 2 is not supported"):
+        compress.from_bytes(_recrc(bytes(v2)))
+    c5 = bytearray(body)
+    c5[12] = 5  # channels
+    with pytest.raises(ValueError, match="invalid header: channels=5"):
+        compress.from_bytes(_recrc(bytes(c5)))
+    reserved = bytearray(body)
+    reserved[5] |= 0x80
+    with pytest.raises(ValueError, match="reserved layout bits"):
+        compress.from_bytes(_recrc(bytes(reserved)))
+    nan_range = bytearray(body)
+    off = compress._FIXED.size + len(b"gen")
+    nan_range[off : off + 4] = struct.pack("<f", float("nan"))
+    with pytest.raises(ValueError, match="quantisation range of mean"):
+        compress.from_bytes(_recrc(bytes(nan_range)))
+
+
+def test_read_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        compress.read(tmp_path / "nope.lrgv")
+
+
+# --------------------------------------------------------------------------- decoding
+def test_decode_is_the_generator_on_interpolated_dequantised_codes_and_checks_the_generator():
+    params = _params()
+    data, h = _file(T=9, every=4, bits=8, params=params)
+    codes = compress.from_bytes(data)
+    x = compress.decode(codes, SPEC, params)
+    assert x.shape == (9, 32, 32, 1)
+    model = models.build_generator(SPEC)
+    # Key frames: G(ẑ_j) exactly; frame 2 lies halfway between key frames 0 and 4.
+    z = codes.z()
+    direct = np.asarray(model.apply({"params": params}, z)) * 0.5 + 0.5
+    np.testing.assert_allclose(x[[0, 4, 8]], direct, atol=1e-5)
+    mid = np.asarray(model.apply({"params": params}, (z[:1] + z[1:2]) / 2)) * 0.5 + 0.5
+    np.testing.assert_allclose(x[2], mid[0], atol=1e-5)
+    assert compress.decode(codes, SPEC, params, factor=3).shape == (25, 32, 32, 1)
+    with pytest.raises(ValueError, match="differs from the generator the video was compressed with"):
+        compress.decode(codes, SPEC, _params(seed=7))
+
+
+def test_generator_id_depends_on_every_weight_and_not_on_the_container():
+    p = _params()
+    assert compress.generator_id(SPEC, p) == compress.generator_id(SPEC, jax.tree.map(np.asarray, p))
+    q = jax.tree.map(lambda w: w, p)
+    q["ConvTranspose_3"]["kernel"] = q["ConvTranspose_3"]["kernel"].at[0, 0, 0, 0].add(1e-6)
+    assert compress.generator_id(SPEC, p) != compress.generator_id(SPEC, q)
+
+
+# --------------------------------------------------------------------------- binaries
+def _run(module, *args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_compress_then_decompress_reproduces_the_decoder_exactly_and_rejects_bad_files(tmp_path):
+    gen = tmp_path / "gen"
+    params = _params()
+    checkpoint.save_generator(gen, SPEC, params)
+    out = tmp_path / "v.lrgv"
+    p = _run(
+        "experiments.compress",
+        "--video=builtin:rotating_digit",
+        "--num_frames=7",
+        f"--generator={gen}",
+        "--keyframe_every=3",
+        "--bits=9",
+        "--iterations=4",
+        "--log_every=2",
+        f"--output={out}",
+    )
+    assert p.returncode == 0, p.stderr
+    report = json.loads(Path(str(out) + ".json").read_text())
+    data = out.read_bytes()
+    assert report["bytes"] == len(data) and report["bpp"] == pytest.approx(8 * len(data) / (7 * 32 * 32))
+    assert report["header"]["keyframes"] == [0, 3, 6]
+
+    dec = tmp_path / "v.npy"
+    p = _run("experiments.decompress", f"--input={out}", f"--output={dec}")
+    assert p.returncode == 0, p.stderr
+    decoded = np.load(dec)
+    # The decoder applied to the dequantised codes, here, in another process: bit for bit.
+    want = compress.decode(compress.from_bytes(data), SPEC, params)
+    assert decoded.dtype == np.float32 and decoded.shape == (7, 32, 32, 1)
+    np.testing.assert_array_equal(decoded, want)
+    # ... and the PSNR the compressor reported is that of exactly these frames.
+    truth = compress.load_video_for(
+        compress.CompressJob(video="builtin:rotating_digit", generator="", num_frames=7), SPEC
+    )
+    assert report["psnr"] == pytest.approx(compress.score(decoded, truth)["psnr"], abs=1e-4)
+
+    # Bad files and a wrong generator: a clear error and nothing written (the binary: one line, exit 1).
+    trunc, flip, other = tmp_path / "t.lrgv", tmp_path / "f.lrgv", tmp_path / "other"
+    trunc.write_bytes(data[:-9])
+    flip.write_bytes(data[:30] + bytes([data[30] ^ 1]) + data[31:])
+    checkpoint.save_generator(other, SPEC, _params(seed=3))
+    target = tmp_path / "bad.npy"
+    cases = [
+        (trunc, "", "truncated"),
+        (flip, "", "CRC-32 check failed"),
+        (gen / "generator.json", "", "not an lrgen compressed video"),
+        (out, str(other), "differs from the generator"),
+    ]
+    for path, generator, message in cases:
+        with pytest.raises(ValueError, match=message):
+            compress.decompress_file(str(path), str(target), generator=generator, log=lambda s: None)
+        assert not target.exists()
+    p = _run("experiments.decompress", f"--input={flip}", f"--output={target}")
+    assert p.returncode == 1 and p.stderr.startswith("error: --input=") and "CRC-32" in p.stderr, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bits": 0}, "--bits=0: must lie in [1, 16]"),
+        ({"bits": 17}, "--bits=17: must lie in [1, 16]"),
+        ({"keyframe_every": 9}, "--keyframe_every=9: must lie in [1, T] = [1, 7]"),
+        ({"rank": 4}, "--rank=4: must lie in [0, min(n, k)] = [0, 3]"),
+        ({"iterations": 0}, "--iterations=0: must be ≥ 1 (0 is allowed only with --encoder)"),
+        ({"encoder": "/no/encoder"}, "--encoder=/no/encoder"),
+        ({"generator": "/no/gen"}, "/no/gen: no such file or directory"),
+        ({"video": "/no/video.mp4"}, "/no/video.mp4"),
+        ({"image_size": 64}, "makes 32×32×1 frames"),
+        ({"grayscale": False}, "makes 32×32×1 frames"),
+    ],
+)
+def test_compress_rejects_bad_inputs_before_writing(tmp_path, change, message):
+    gen = tmp_path / "gen"
+    checkpoint.save_generator(gen, SPEC, _params())
+    fields = {f.name for f in dataclasses.fields(compress.CompressConfig)}
+    cfg = {"keyframe_every": 3, "iterations": 2, **{k: v for k, v in change.items() if k in fields}}
+    job = compress.CompressJob(
+        video="builtin:rotating_digit", generator=str(gen), num_frames=7, config=compress.CompressConfig(**cfg)
+    )
+    job = dataclasses.replace(job, **{k: v for k, v in change.items() if k not in fields})
+    out = tmp_path / "v.lrgv"
+    with pytest.raises(ValueError) as e:
+        compress.compress_video(job, str(out), log=lambda s: None)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not out.exists() and not Path(str(out) + ".json").exists()
+
+
+def test_compress_binary_exits_with_one_line(tmp_path):
+    out = tmp_path / "v.lrgv"
+    p = _run("experiments.compress", "--video=builtin:rotating_digit", "--generator=/no/gen", f"--output={out}")
+    assert p.returncode == 1 and p.stderr.startswith("error: ") and "/no/gen" in p.stderr, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and not out.exists()

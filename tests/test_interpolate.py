@@ -1,0 +1,221 @@
+"""Latent interpolation: the interpolation rules, the baselines, hold-out scoring, the binary."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from lrgen import checkpoint, interpolate, lowrank, measure, models, pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
+_init = jax.jit(lambda key: models.init_generator(SPEC, key))  # one compile, not one per op
+
+
+# --------------------------------------------------------------------------- the rules
+def test_linear_is_exact_at_knots_and_affine_in_between():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(4, 3))
+    t = np.array([0.0, 2.0, 3.0, 7.0])
+    out = interpolate.interpolate(c, t, t)
+    np.testing.assert_array_equal(out, c)
+    q = np.array([1.0, 2.5, 5.0])
+    want = np.stack([(c[0] + c[1]) / 2, (c[1] + c[2]) / 2, (c[2] + c[3]) / 2])
+    np.testing.assert_allclose(interpolate.interpolate(c, t, q), want, rtol=1e-12)
+    # Outside the knots the end segments are extended (the codes' line continues).
+    np.testing.assert_allclose(interpolate.interpolate(c, t, np.array([9.0]))[0], c[3] + 0.5 * (c[3] - c[2]))
+
+
+def test_slerp_keeps_the_norm_and_turns_at_constant_angular_speed():
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])
+    q = np.linspace(0, 1, 5)
+    out = interpolate.interpolate(np.stack([a, b]), np.array([0.0, 1.0]), q, "slerp")
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1 + q, rtol=1e-12)  # norm changes linearly
+    angles = np.arctan2(out[:, 1], out[:, 0])
+    np.testing.assert_allclose(angles, q * np.pi / 2, atol=1e-12)
+    np.testing.assert_array_equal(out[[0, -1]], np.stack([a, b]))
+    # Equal-norm endpoints: Shoemake's slerp; parallel ones: the chord.
+    par = interpolate.interpolate(np.stack([a, 3 * a]), np.array([0.0, 1.0]), q, "slerp")
+    np.testing.assert_allclose(par, np.outer(1 + 2 * q, a), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", interpolate.METHODS)
+def test_codes_interpolated_in_the_fitted_basis_stay_on_the_rank_r_set(method):
+    """Rank-2 pca codes lie on a line; generated codes stay in the subspace (linear: on the line)."""
+    rng = np.random.default_rng(1)
+    z = np.asarray(lowrank.project(rng.normal(size=(6, 8)).astype(np.float32), 2, "pca"), np.float64)
+    t = np.arange(0, 12, 2, dtype=np.float64)
+    q = interpolate.fine_times(11, 4)
+    codes, coords, basis = interpolate.interpolate_codes(z, t, q, rank=2, method=method)
+    assert codes.shape == (41, 8) and coords.shape == (41, 2) and basis.shape == (2, 8)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(codes, coords @ basis, atol=1e-6)  # inside span(B)
+    np.testing.assert_allclose(codes[::8], z, atol=1e-6)  # the fitted codes at their own times
+    if method == "linear":
+        np.testing.assert_allclose(codes, interpolate.interpolate(z, t, q), atol=1e-5)  # = interpolating z itself
+        again = np.asarray(lowrank.project(codes, 2, "pca"))
+        np.testing.assert_allclose(again, codes, atol=1e-4)  # still rank-2 pca: on the line
+
+
+def test_observed_frames_are_those_of_the_frame_operator():
+    obs = interpolate.observed_frames(10, 4)
+    np.testing.assert_array_equal(np.flatnonzero(obs), [0, 4, 8])
+    op = measure.make_operator(
+        measure.MeasurementSpec(kind="frames", observe_every=4), jax.random.key(0), 10, (5, 5, 1)
+    )
+    np.testing.assert_array_equal(np.asarray(op.mask)[:, 0, 0, 0] > 0, obs)
+
+
+def test_baselines():
+    frames = np.stack([np.full((2, 2, 1), v, np.float32) for v in (0.0, 1.0, 0.5)])
+    t = np.array([0.0, 2.0, 4.0])
+    q = np.array([0.0, 1.0, 1.5, 3.0, 5.0])
+    near = interpolate.nearest_frames(frames, t, q)[:, 0, 0, 0]
+    np.testing.assert_array_equal(near, [0.0, 0.0, 1.0, 1.0, 0.5])  # a tie goes to the earlier frame
+    blend = interpolate.blend_frames(frames, t, q)[:, 0, 0, 0]
+    np.testing.assert_allclose(blend, [0.0, 0.5, 0.75, 0.75, 0.5])  # held after the last one
+
+
+def test_config_validation_names_the_flag():
+    for cfg, message in [
+        (interpolate.InterpolateConfig(observe_every=8), r"--observe_every=8: must lie in \[1, T − 1\] = \[1, 7\]"),
+        (interpolate.InterpolateConfig(observe_every=0), "--observe_every=0"),
+        (interpolate.InterpolateConfig(factor=0), r"--factor=0: must lie in \[1, 256\]"),
+        (interpolate.InterpolateConfig(factor=1000), "--factor=1000"),
+        (interpolate.InterpolateConfig(method="cubic"), "--method=cubic: allowed values are linear, slerp"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            cfg.validate(8)
+
+
+# --------------------------------------------------------------------------- hold-out scoring
+def test_hold_out_scores_exactly_the_missing_frames(tmp_path):
+    """With codes known on a line, generated missing frames are G of the midpoints, scored alone."""
+    params = jax.tree.map(lambda w: 3.0 * w, _init(jax.random.key(42)))
+    a, b = np.random.default_rng(0).normal(size=(2, SPEC.z_dim))
+    T = 7
+    z_true = (a + np.linspace(0, 1, T)[:, None] * b).astype(np.float32)
+    truth = interpolate.render(SPEC, params, z_true)
+    observed = interpolate.observed_frames(T, 2)
+    fit = interpolate.Fit(
+        job=pipeline.RecoverJob(),
+        frames=truth,
+        observed=observed,
+        z=z_true[observed],
+        spec=SPEC,
+        params=params,
+        rank=2,
+        source="test",
+        fit={},
+    )
+    cfg = interpolate.InterpolateConfig(observe_every=2, factor=3, video_format="gif")
+    m = interpolate.run_interpolate(fit, cfg, str(tmp_path), log=lambda s: None)
+    assert m["missing_frames"] == [1, 3, 5] and m["observed_frames"] == [0, 2, 4, 6] and m["extrapolated_frames"] == []
+    # The true codes move linearly in time, so linear interpolation recovers the missing frames.
+    assert m["psnr_missing"] > 60 and m["ssim_missing"] > 0.999
+    assert m["psnr_missing"] > m["psnr_blend"] and m["psnr_missing"] > m["psnr_nearest"]
+    out = np.load(tmp_path / "interpolation.npz")
+    assert out["frames"].shape == (19, 32, 32, 1) and out["observed"].sum() == 4
+    assert {"metrics.json", "interpolation.gif", "grid.png", "grid_fine.png", "latent.png"} <= set(os.listdir(tmp_path))
+
+
+# --------------------------------------------------------------------------- the binary
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
+TINY = ["--image_size=32", "--num_frames=8", "--iterations=4", "--log_every=2", "--video_format=gif"]
+# Runs experiments.interpolate's flag handling and job for many argument lists in one process
+# (one JAX start-up instead of one per case); prints "ok" or the error line for each.
+DRIVER = """
+import json, sys
+from absl import flags
+from experiments import interpolate as binary
+results = []
+for args in json.loads(sys.argv[1]):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["interpolate", *args])
+    try:
+        binary.run(lambda s: None)
+        results.append("ok")
+    except ValueError as e:
+        results.append("error: " + str(e))
+print(json.dumps(results))
+"""
+
+
+def _python(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_flags(tmp_path):
+    # A saved tiny generator (a random one would be initialised op by op in every process).
+    gen = tmp_path / "gen"
+    checkpoint.save_generator(gen, SPEC, jax.tree.map(lambda w: 3.0 * w, _init(jax.random.key(42))))
+    tiny = [*TINY, f"--generator={gen}"]
+    # A recover run with the frame operator: its missing frames are generated and scored below.
+    rec = tmp_path / "rec"
+    r = _python(
+        "-m",
+        "experiments.recover",
+        "--video=builtin:rotating_digit",
+        *tiny,
+        "--measurement=frames",
+        "--observe_every=2",
+        "--update=latent",
+        f"--workdir={rec}",
+    )
+    assert r.returncode == 0, r.stderr
+    fit, from_rec, bad = tmp_path / "interp", tmp_path / "from_rec", tmp_path / "bad"
+    video = "--video=builtin:rotating_digit"
+    cases = [
+        ([video, *tiny, "--observe_every=3", "--factor=2", "--update=joint", f"--workdir={fit}"], "ok"),
+        ([f"--recover_workdir={rec}", "--factor=3", "--video_format=gif", f"--workdir={from_rec}"], "ok"),
+        ([f"--recover_workdir={rec}", "--rank=3"], "--rank: fit flags do not apply with --recover_workdir"),
+        ([f"--recover_workdir={rec}", "--observe_every=4"], "--observe_every=4: the recover run"),
+        ([f"--recover_workdir={tmp_path}"], "not a finished recover workdir"),
+        ([video, f"--recover_workdir={rec}"], "give exactly one of --video"),
+        ([video, *tiny, "--observe_every=8"], "--observe_every=8: must lie in [1, T − 1] = [1, 7]"),
+        ([video, *tiny, "--factor=0"], "--factor=0: must lie in [1, 256]"),
+        ([video, *tiny, "--observe_every=4", "--rank=3"], "--rank=3: must lie in [0, min(n, k)] = [0, 2]"),
+        (["--video=/no/such.mp4", *tiny], "/no/such.mp4): the path does not exist"),
+        ([video, *TINY, "--generator=/no/gen"], "/no/gen"),
+    ]
+    argv = [args if "ok" == want else [*args, f"--workdir={bad}"] for args, want in cases]
+    p = _python("-c", DRIVER, json.dumps(argv))
+    assert p.returncode == 0, p.stderr
+    results = json.loads(p.stdout.strip().splitlines()[-1])
+    for (args, want), got in zip(cases, results):
+        assert (got == "ok") if want == "ok" else (got.startswith("error: ") and want in got), (args, got)
+        assert "\n" not in got
+    assert not bad.exists()
+
+    m = json.loads((fit / "metrics.json").read_text())
+    for key in ("psnr_missing", "ssim_missing", "psnr_nearest", "psnr_blend"):
+        assert isinstance(m[key], float), key
+    assert m["observed_frames"] == [0, 3, 6] and m["extrapolated_frames"] == [7] and m["num_generated"] == 15
+    assert m["flags"]["observe_every"] == 3 and m["fit"]["iterations"] == 4
+    m = json.loads((from_rec / "metrics.json").read_text())
+    assert m["missing_frames"] == [1, 3, 5, 7] and m["observe_every"] == 2 and m["num_generated"] == 22
+
+    # The binary itself: one line on stderr and exit status 1.
+    p = _python("-m", "experiments.interpolate", video, *tiny, "--factor=0", f"--workdir={bad}")
+    assert p.returncode == 1 and p.stderr.strip() == "error: --factor=0: must lie in [1, 256]", p.stderr
+    assert not bad.exists()
+
+
+@pytest.mark.skipif(not (SHARED / "data/gmlr/rot_mnist/seq1").is_dir(), reason="../shared/data/gmlr is not available")
+def test_real_sequence_loads_with_the_original_generator():
+    job = interpolate.make_job(
+        pipeline.RecoverJob(
+            video=str(SHARED / "data/gmlr/rot_mnist/seq1"), generator=str(SHARED / "data/gmlr/mnist_dcgan_gmlr.npz")
+        ),
+        4,
+    )
+    frames = pipeline.load_frames(job)
+    spec, _ = pipeline.load_model(job, frames.shape[-1])
+    assert frames.shape == (32, 64, 64, 1) and spec.z_dim == 32
+    assert list(np.flatnonzero(interpolate.observed_frames(32, 4))) == [0, 4, 8, 12, 16, 20, 24, 28]
