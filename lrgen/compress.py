@@ -175,16 +175,27 @@ def keyframes(num_frames: int, keyframe_every: int) -> np.ndarray:
 def generator_id(spec: models.GeneratorSpec, params: Any) -> bytes:
     """First 8 bytes of SHA-256 over the architecture (JSON) and every weight (float32, C order).
 
-    Leaves are taken in flax's sorted-key order with their path, shape and dtype, so the same
-    weights give the same id whether loaded from an .npz or an lrgen checkpoint, and a
-    generator that differs in any weight or in shape gives another.
+    Leaves are taken in flax's sorted-key order with their path and shape, so the same weights
+    give the same id whether loaded from an .npz or an lrgen checkpoint, and a generator that
+    differs in any weight or in shape gives another. Architecture fields left at their default
+    value are not hashed (besides k, the widths and the channels), so a field added to
+    :class:`lrgen.models.GeneratorSpec` later does not change the id of existing generators.
     """
-    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(_canonical_spec(spec), sort_keys=True).encode())
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         a = np.ascontiguousarray(np.asarray(leaf, dtype="<f4"))
         h.update(f"{jax.tree_util.keystr(path)}:{a.shape}".encode())
         h.update(a.tobytes())
     return h.digest()[:8]
+
+
+def _canonical_spec(spec: models.GeneratorSpec) -> dict:
+    d = spec.to_dict()
+    for f in dataclasses.fields(spec):
+        if f.name not in ("z_dim", "features", "channels") and f.default is not dataclasses.MISSING:
+            if getattr(spec, f.name) == f.default:
+                d.pop(f.name, None)
+    return d
 
 
 def generator_bytes(params: Any) -> int:
