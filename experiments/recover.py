@@ -36,6 +36,7 @@ flags.DEFINE_float("noise_snr_db", None, "Additive Gaussian noise at this SNR in
 flags.DEFINE_string("generator", "", "lrgen generator dir / training workdir, or an .npz of the original PyTorch weights; empty = random init.")
 flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
 flags.DEFINE_enum("z_init", "fixed_z", list(recover.Z_INITS), "Initial codes.")
+flags.DEFINE_string("encoder", "", "Encoder directory or encoder training workdir (--z_init=encoder: z0 = E(frames)).")
 flags.DEFINE_integer("z_seed", 100, "Seed of fixed_z / fixed_seed codes.")
 flags.DEFINE_integer("seed", 0, "Seed of operators, noise, random codes and random generator weights.")
 # Optimisation.
@@ -96,6 +97,7 @@ def job_from_flags() -> pipeline.RecoverJob:
         generator=FLAGS.generator,
         z_dim=FLAGS.z_dim,
         z_init=FLAGS.z_init,
+        encoder=FLAGS.encoder,
         z_seed=FLAGS.z_seed,
         seed=FLAGS.seed,
         recover=recover.RecoverConfig(
@@ -122,8 +124,8 @@ def init_distributed() -> None:
             raise ValueError("--coordinator_address needs --num_processes and --process_id")
         if not 0 <= FLAGS.process_id < FLAGS.num_processes:
             raise ValueError(f"--process_id={FLAGS.process_id}: must lie in [0, --num_processes={FLAGS.num_processes})")
-        if jax.default_backend() == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # Before anything touches a backend: CPU processes talk through gloo (ignored on GPU/TPU).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     elif FLAGS.distributed:
         jax.distributed.initialize()

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lrgen import io, models, pipeline, recover
+from lrgen import checkpoint, io, models, pipeline, recover
 
 SUMMARY_FIELDS = ("video", "key", "psnr", "ssim", "measurement_loss", "iterations", "seconds", "device", "batch")
 
@@ -104,10 +104,16 @@ class _BatchCheckpoint:
 
     def __init__(self, directory: str):
         self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
         self.manager = ocp.CheckpointManager(
             self.directory,
             # Synchronous: the state's buffers are donated to the next step right after a save.
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1,
+                create=False,  # made above: orbax refuses create=True with active_processes
+                enable_async_checkpointing=False,
+                multiprocessing_options=checkpoint.process_local(),
+            ),
         )
 
     def restore(self, like_state) -> tuple[Any, dict] | None:
@@ -115,17 +121,24 @@ class _BatchCheckpoint:
         step = self.manager.latest_step()
         if step is None:
             return None
-        # The history grows with the iterations done: its target shapes come from the metadata.
-        meta = self.manager.item_metadata(step)
-        hist = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype) for k, v in meta["hist"].items()}
-        target = {"state": jax.tree.map(_abstract, like_state), "hist": hist}
-        restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
-        return restored["state"], {k: np.asarray(v) for k, v in restored["hist"].items()}
+        target = jax.tree.map(_abstract, like_state)
+        state = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+        with np.load(self._history(step)) as f:
+            return state, {k: f[k] for k in f.files}
+
+    def _history(self, step: int) -> str:
+        return os.path.join(self.directory, f"history_{step}.npz")
 
     def save(self, state, hist) -> None:
         step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
-        host = jax.device_get({"state": state, "hist": hist})
-        self.manager.save(step, args=ocp.args.StandardSave(host))
+        # The history (host arrays that grow with the iterations) goes beside the state, first,
+        # so that any step orbax reports as saved has its history.
+        with io.atomic_write(self._history(step)) as tmp:
+            np.savez(tmp, **hist)
+        self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)))
+        for old in os.listdir(self.directory):
+            if old.startswith("history_") and old != os.path.basename(self._history(step)):
+                os.remove(os.path.join(self.directory, old))
 
     def close(self, delete: bool) -> None:
         self.manager.wait_until_finished()

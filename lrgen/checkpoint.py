@@ -24,6 +24,16 @@ import orbax.checkpoint as ocp
 
 from lrgen import models
 
+def process_local() -> ocp.options.MultiprocessingOptions:
+    """Orbax options for files that one process writes alone (per-video results, batch state).
+
+    Orbax synchronises all processes around every save by default; per-process work in a
+    multi-host job saves at different times, so those barriers would not match.
+    """
+    pid = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=pid, active_processes={pid}, barrier_sync_key_prefix=f"p{pid}")
+
+
 FORMAT = "lrgen-generator"
 VERSION = 1
 META = "generator.json"
@@ -47,7 +57,7 @@ def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, par
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory) + "-", dir=parent)
     try:
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=process_local())
         checkpointer.save(os.path.join(tmp, "params"), jax.device_get(params))
         checkpointer.wait_until_finished()
         meta = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), **extra}
@@ -102,7 +112,7 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
         raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
     target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
     try:
-        params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"), target)
+        params = ocp.StandardCheckpointer(multiprocessing_options=process_local()).restore(os.path.join(path, "params"), target)
     except Exception as e:  # orbax raises several types for a tree of another shape
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(

@@ -21,6 +21,7 @@ Workdir contents::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, io, lowrank, measure, metrics, models, recover, report
+from lrgen import checkpoint, encoder, io, lowrank, measure, metrics, models, recover, report
 
 BUILTIN = "builtin:rotating_digit"
 
@@ -53,7 +54,10 @@ class RecoverJob:
       mask_file: path the masks came from ('' if drawn at random), for the record.
       generator: lrgen generator directory, training workdir or original .npz; '' = random init.
       z_dim: latent size k for a randomly initialised generator (None: 32 gray / 256 RGB).
-      z_init: ``fixed_z``, ``fixed_seed`` or ``random`` (see :func:`lrgen.recover.init_codes`).
+      z_init: ``fixed_z``, ``fixed_seed``, ``random`` (see :func:`lrgen.recover.init_codes`) or
+        ``encoder``: z0 = E(frames) with the trained encoder ``encoder`` (codes on the unit sphere;
+        an oracle start, since E sees the frames themselves, as a compressor's sender does).
+      encoder: encoder directory or encoder training workdir (``--z_init=encoder``).
       z_seed: seed of ``fixed_z`` / ``fixed_seed`` codes.
       seed: seed of operators, noise, random codes and random generator weights.
       recover: loop hyperparameters.
@@ -69,6 +73,7 @@ class RecoverJob:
     generator: str = ""
     z_dim: int | None = None
     z_init: str = "fixed_z"
+    encoder: str = ""
     z_seed: int = 100
     seed: int = 0
     recover: recover.RecoverConfig = dataclasses.field(default_factory=recover.RecoverConfig)
@@ -161,8 +166,31 @@ def check_job(job: RecoverJob, frame_shape: tuple[int, ...], spec: models.Genera
     job.recover.validate(T, spec.z_dim)
     if job.z_init not in recover.Z_INITS:
         raise ValueError(f"--z_init={job.z_init}: allowed values are {', '.join(recover.Z_INITS)}")
+    check_encoder(job, (H, W, C), spec)
     if job.video_format not in ("mp4", "gif"):
         raise ValueError(f"--video_format={job.video_format}: allowed values are mp4, gif")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(path: str):
+    return encoder.load_encoder(path)
+
+
+def check_encoder(job: RecoverJob, frame_shape: tuple[int, int, int], spec: models.GeneratorSpec) -> None:
+    """``--z_init=encoder`` needs an ``--encoder`` made for this generator's k and frame size."""
+    if job.z_init != "encoder":
+        if job.encoder:
+            raise ValueError(f"--encoder={job.encoder} is only used with --z_init=encoder (got --z_init={job.z_init})")
+        return
+    if not job.encoder:
+        raise ValueError("--z_init=encoder needs --encoder=<encoder directory or encoder training workdir>")
+    e_spec, _ = _load_encoder(job.encoder)
+    if e_spec.z_dim != spec.z_dim or (e_spec.image_size, e_spec.image_size, e_spec.channels) != tuple(frame_shape):
+        raise ValueError(
+            f"--encoder={job.encoder}: maps {e_spec.image_size}×{e_spec.image_size}×{e_spec.channels} frames to "
+            f"k={e_spec.z_dim} codes, but the generator has k={spec.z_dim} and the frames are "
+            f"{'×'.join(map(str, frame_shape))}"
+        )
 
 
 def init_params(job: RecoverJob, spec: models.GeneratorSpec, params: Any | None) -> Any:
@@ -187,7 +215,10 @@ def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.Generator
     if not bool(jnp.all(jnp.isfinite(y))):
         raise ValueError(f"--video={job.video}: measurements contain NaN or infinite values (check the frames and --mask_file)")
     code_key = jax.random.key(job.z_seed) if job.z_init != "random" else z_key
-    z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
+    if job.z_init == "encoder":
+        z0 = encoder.encode(*_load_encoder(job.encoder), frames)
+    else:
+        z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
     return Sequence(frames, operator, y, z0)
 
 
@@ -204,14 +235,19 @@ def describe(job: RecoverJob, recoverer: recover.Recoverer, shape: tuple[int, ..
 def progress_printer(iterations: int, log: Callable[[str], None], label: str = "") -> Callable[[int, dict], None]:
     """A ``Recoverer.run`` callback printing loss, PSNR and an ETA (first sequence of the batch)."""
     start = time.perf_counter()
+    first: list[tuple[int, float]] = []  # (iteration, time) of the first report: a resumed run starts late
 
     def progress(it: int, m: dict) -> None:
-        elapsed = time.perf_counter() - start
-        eta = elapsed / it * (iterations - it)
+        now = time.perf_counter()
+        if not first:
+            first.append((it, now))
+        it0, t0 = first[0]
+        rate = (now - t0) / (it - it0) if it > it0 else (now - start) / it
+        eta = rate * (iterations - it)
         psnr = f" psnr {float(m['psnr'][0]):6.2f} dB" if "psnr" in m else ""
         log(
             f"{label}[{it:>{len(str(iterations))}}/{iterations}] loss {float(m['measurement_loss'][0]):.3e}"
-            f"{psnr}  {elapsed:6.1f}s elapsed, ETA {eta:6.1f}s"
+            f"{psnr}  {now - start:6.1f}s elapsed, ETA {eta:6.1f}s"
         )
 
     return progress
