@@ -41,8 +41,10 @@ def main(argv):
     x = jax.random.uniform(jax.random.key(1), (T, *shape)) * 2 - 1
     y = jnp.zeros((T, m))
     dense_gb = T * m * n * 4 / 1e9
-    print(f"T={T} m={m} n={n}: a stored operator holds {dense_gb:.1f} GB of float32; chunk={FLAGS.chunk} rows "
-          f"({FLAGS.chunk * n * 4 / 1e6:.1f} MB per block)")
+    print(
+        f"T={T} m={m} n={n}: a stored operator holds {dense_gb:.1f} GB of float32; chunk={FLAGS.chunk} rows "
+        f"({FLAGS.chunk * n * 4 / 1e6:.1f} MB per block)"
+    )
     base = _peak_rss_mb()
     fns = {
         "forward A x": (lambda o, x: o.A(x), (op, x)),

@@ -102,7 +102,9 @@ def main(argv):
     out = (ROOT / FLAGS.out).resolve()
     os.makedirs(out, exist_ok=True)
     contenders = [(f"lrgen_{loop}", lambda it, tag, loop=loop: run_lrgen(loop, out, it, tag)) for loop in FLAGS.loops]
-    contenders += [(f"torch_{mode}", lambda it, tag, mode=mode: run_torch(mode, out, it, tag)) for mode in ("faithful", "native")]
+    contenders += [
+        (f"torch_{mode}", lambda it, tag, mode=mode: run_torch(mode, out, it, tag)) for mode in ("faithful", "native")
+    ]
     quality = {name: fn(FLAGS.iterations, "quality") for name, fn in contenders}
     speed: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for r in range(FLAGS.rounds):
@@ -114,7 +116,8 @@ def main(argv):
         f"Quality: {FLAGS.iterations} iterations, rotating MNIST seq1, original weights and masks, 80 % missing, "
         f"joint, rank 2 pca. Speed: {FLAGS.rounds} alternating rounds of {FLAGS.speed_iterations} iterations.",
         "",
-        "| contender | PSNR (dB) | s/iteration per round | median s/iteration | × lrgen's time | compile (s) | device |",
+        "| contender | PSNR (dB) | s/iteration per round | median s/iteration | × lrgen's time | compile (s) "
+        "| device |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, _ in contenders:

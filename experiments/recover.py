@@ -20,7 +20,9 @@ from lrgen import batch, measure, pipeline, recover
 FLAGS = flags.FLAGS
 
 # Data.
-flags.DEFINE_string("video", pipeline.BUILTIN, "Frame folder, video file (mp4/avi/gif), .npy/.npz array, or builtin:<name>.")
+flags.DEFINE_string(
+    "video", pipeline.BUILTIN, "Frame folder, video file (mp4/avi/gif), .npy/.npz array, or builtin:<name>."
+)
 flags.DEFINE_string("workdir", None, "Output directory (created).")
 flags.DEFINE_integer("image_size", 64, "Frames are center-cropped and resized to this square size (32, 64 or 128).")
 flags.DEFINE_integer("num_frames", 32, "Use the first T frames (0 = all).")
@@ -33,7 +35,11 @@ flags.DEFINE_integer("num_measurements", 512, "m: rows of A_t (gaussian, m ≤ H
 flags.DEFINE_integer("observe_every", 2, "frames: frames 0, s, 2s, … are observed, the others are missing.")
 flags.DEFINE_float("noise_snr_db", None, "Additive Gaussian noise at this SNR in dB (required for denoise).")
 # Model.
-flags.DEFINE_string("generator", "", "lrgen generator dir / training workdir, or an .npz of the original PyTorch weights; empty = random init.")
+flags.DEFINE_string(
+    "generator",
+    "",
+    "lrgen generator dir / training workdir, or an .npz of the original PyTorch weights; empty = random init.",
+)
 flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
 flags.DEFINE_enum("z_init", "fixed_z", list(recover.Z_INITS), "Initial codes.")
 flags.DEFINE_string("encoder", "", "Encoder directory or encoder training workdir (--z_init=encoder: z0 = E(frames)).")
@@ -50,7 +56,9 @@ flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (d
 flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
 flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterations (0 = never).")
 flags.DEFINE_integer("log_every", 100, "Iterations between progress lines and PSNR evaluations.")
-flags.DEFINE_enum("loop", "auto", list(recover.LOOPS), "python: jitted step from Python; scan: jitted loop; auto: python on CPU.")
+flags.DEFINE_enum(
+    "loop", "auto", list(recover.LOOPS), "python: jitted step from Python; scan: jitted loop; auto: python on CPU."
+)
 flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the reconstruction video.")
 flags.DEFINE_bool("matrix_free", False, "gaussian: regenerate A_t in chunks instead of storing T×m×n numbers.")
 flags.DEFINE_integer("matrix_free_chunk", 256, "Rows of A_t generated at a time with --matrix_free.")

@@ -241,7 +241,9 @@ def _run_batch(job, spec, params, rec, members, per_batch, mesh, workdir, option
         if resume is not None:
             log(f"batch {bid}: resuming at iteration {int(np.asarray(resume[0].step).reshape(-1)[0])}")
     log(
-        pipeline.describe(job, rec, members[0].seq.frames.shape, f"{len(members)} videos (batch {bid}, {per_batch} slots)")
+        pipeline.describe(
+            job, rec, members[0].seq.frames.shape, f"{len(members)} videos (batch {bid}, {per_batch} slots)"
+        )
     )
 
     def save(state, hist):
@@ -263,7 +265,9 @@ def _run_batch(job, spec, params, rec, members, per_batch, mesh, workdir, option
     for b, m in enumerate(members):
         out = os.path.join(workdir, "videos", m.key)
         vjob = dataclasses.replace(job, video=m.path)
-        pipeline.write_outputs(vjob, out, m.seq, result, b, spec, rec, extra={"device": device, "batch": bid, "video": m.path})
+        pipeline.write_outputs(
+            vjob, out, m.seq, result, b, spec, rec, extra={"device": device, "batch": bid, "video": m.path}
+        )
         log(f"  {m.path}: PSNR {result_psnr(out):.2f} dB → {out}")
     if ckpt is not None:
         ckpt.close(delete=True)
@@ -306,4 +310,3 @@ def write_summary(videos: list[str], workdir: str) -> list[dict]:
             w.writeheader()
             w.writerows(rows)
     return rows
-

@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 
 from lrgen import models
 
+
 def process_local() -> ocp.options.MultiprocessingOptions:
     """Orbax options for files that one process writes alone (per-video results, batch state).
 
@@ -31,7 +32,9 @@ def process_local() -> ocp.options.MultiprocessingOptions:
     multi-host job saves at different times, so those barriers would not match.
     """
     pid = jax.process_index()
-    return ocp.options.MultiprocessingOptions(primary_host=pid, active_processes={pid}, barrier_sync_key_prefix=f"p{pid}")
+    return ocp.options.MultiprocessingOptions(
+        primary_host=pid, active_processes={pid}, barrier_sync_key_prefix=f"p{pid}"
+    )
 
 
 FORMAT = "lrgen-generator"
@@ -83,7 +86,9 @@ def _read_meta(directory: str) -> dict:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{directory}: {META} is not an lrgen generator (format={meta.get('format')!r})")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{directory}: generator format version {meta.get('version')} is not supported (need {VERSION})")
+        raise ValueError(
+            f"{directory}: generator format version {meta.get('version')} is not supported (need {VERSION})"
+        )
     return meta
 
 
@@ -112,7 +117,9 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
         raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
     target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
     try:
-        params = ocp.StandardCheckpointer(multiprocessing_options=process_local()).restore(os.path.join(path, "params"), target)
+        params = ocp.StandardCheckpointer(multiprocessing_options=process_local()).restore(
+            os.path.join(path, "params"), target
+        )
     except Exception as e:  # orbax raises several types for a tree of another shape
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(

@@ -165,9 +165,7 @@ class MeasurementSpec:
         if self.kind == "missing" and self.mask is None and not 0.0 <= self.missing_ratio < 1.0:
             raise ValueError(f"--missing_ratio={self.missing_ratio}: must lie in [0, 1)")
         if self.kind == "gaussian" and not 1 <= self.num_measurements <= H * W * C:
-            raise ValueError(
-                f"--num_measurements={self.num_measurements}: gaussian needs 1 ≤ m ≤ H·W·C = {H * W * C}"
-            )
+            raise ValueError(f"--num_measurements={self.num_measurements}: gaussian needs 1 ≤ m ≤ H·W·C = {H * W * C}")
         if self.kind == "separable":
             if H != W:
                 raise ValueError(f"--measurement=separable needs square frames, got {H}×{W}")
@@ -184,7 +182,9 @@ class MeasurementSpec:
         if self.mask is not None:
             m = self.mask
             if m.ndim != 4 or m.shape[1:] != (H, W, 1):
-                raise ValueError(f"--mask_file: masks of shape {m.shape} do not fit frames {H}×{W} (need (T, {H}, {W}, 1))")
+                raise ValueError(
+                    f"--mask_file: masks of shape {m.shape} do not fit frames {H}×{W} (need (T, {H}, {W}, 1))"
+                )
             if m.shape[0] < num_frames:
                 raise ValueError(f"--mask_file: holds {m.shape[0]} masks but the video has {num_frames} frames")
             if not np.all((m == 0) | (m == 1)):
@@ -213,7 +213,9 @@ def gaussian_rows(key: jax.Array, t: int | jax.Array, rows: jax.Array, n: int, m
     return jax.vmap(draw)(rows) * np.asarray(1.0 / np.sqrt(m), dtype)
 
 
-def make_operator(spec: MeasurementSpec, key: jax.Array, num_frames: int, frame_shape: tuple[int, int, int]) -> Operator:
+def make_operator(
+    spec: MeasurementSpec, key: jax.Array, num_frames: int, frame_shape: tuple[int, int, int]
+) -> Operator:
     """Build the per-frame operators for a sequence of ``num_frames`` frames of ``frame_shape``."""
     H, W, C = frame_shape
     T = num_frames
@@ -296,7 +298,9 @@ def load_mask_file(path: str) -> np.ndarray:
     elif m.ndim == 4 and m.shape[1] == 1 and m.shape[-1] != 1:
         m = m.transpose(0, 2, 3, 1)
     if m.ndim != 4 or m.shape[-1] != 1:
-        raise ValueError(f"--mask_file={path}: shape {np.shape(data)}; expected (T, H, W), (T, 1, H, W) or (T, H, W, 1)")
+        raise ValueError(
+            f"--mask_file={path}: shape {np.shape(data)}; expected (T, H, W), (T, 1, H, W) or (T, H, W, 1)"
+        )
     if not np.all(np.isfinite(m)) or not np.all((m == 0) | (m == 1)):
         raise ValueError(f"--mask_file={path}: masks must hold only 0 (missing) and 1 (observed)")
     return m.astype(np.float32)

@@ -94,7 +94,9 @@ def load_frames(job: RecoverJob) -> np.ndarray:
             image_size=job.image_size,
             grayscale=job.grayscale is not False,
         )
-    return io.load_video(job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=job.num_frames or None)
+    return io.load_video(
+        job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=job.num_frames or None
+    )
 
 
 def load_model(job: RecoverJob, channels: int) -> tuple[models.GeneratorSpec, Any]:
@@ -213,7 +215,9 @@ def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.Generator
     operator = measure.make_operator(job.measurement, op_key, T, (H, W, C))
     y = measure.measure(operator, jnp.asarray(2.0 * frames - 1.0), noise_key, job.measurement.noise_snr_db)
     if not bool(jnp.all(jnp.isfinite(y))):
-        raise ValueError(f"--video={job.video}: measurements contain NaN or infinite values (check the frames and --mask_file)")
+        raise ValueError(
+            f"--video={job.video}: measurements contain NaN or infinite values (check the frames and --mask_file)"
+        )
     code_key = jax.random.key(job.z_seed) if job.z_init != "random" else z_key
     if job.z_init == "encoder":
         z0 = encoder.encode(*_load_encoder(job.encoder), frames)
@@ -307,7 +311,9 @@ def write_outputs(
         "num_frames": T,
         "frame_shape": [H, W, C],
         "generator_spec": spec.to_dict(),
-        "psnr_curve": {int(i): float(p) for i, p in zip(hist["log_iteration"], hist["psnr"][b])} if "psnr" in hist else {},
+        "psnr_curve": {int(i): float(p) for i, p in zip(hist["log_iteration"], hist["psnr"][b])}
+        if "psnr" in hist
+        else {},
         "job": job.to_dict(),
         "environment": environment(),
         **(extra or {}),
@@ -349,7 +355,17 @@ def run_recover(
         callback=progress_printer(job.recover.iterations, log),
     )
     out = write_outputs(
-        job, workdir, seq, result, 0, spec, recoverer, extra={"flags": flags or {}, "total_seconds": time.perf_counter() - start}
+        job,
+        workdir,
+        seq,
+        result,
+        0,
+        spec,
+        recoverer,
+        extra={"flags": flags or {}, "total_seconds": time.perf_counter() - start},
     )
-    log(f"PSNR {out['psnr']:.2f} dB, SSIM {out['ssim']:.4f}, {result.seconds_per_iteration * 1e3:.1f} ms/iteration → {workdir}")
+    log(
+        f"PSNR {out['psnr']:.2f} dB, SSIM {out['ssim']:.4f}, "
+        f"{result.seconds_per_iteration * 1e3:.1f} ms/iteration → {workdir}"
+    )
     return out

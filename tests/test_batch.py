@@ -42,7 +42,9 @@ def _videos(tmp_path, n=3):
 
 def _run(*args, env=None, check=True, **kw):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore", **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "experiments.recover", *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.recover", *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -56,18 +58,30 @@ def test_manifest_results_equal_single_runs_and_summary(tmp_path):
     """Each video's result in a batch (any position, padded last batch) = its single run."""
     paths, manifest = _videos(tmp_path)
     job = pipeline.RecoverJob(
-        image_size=32, num_frames=6, z_dim=8, z_init="random", video_format="gif",
+        image_size=32,
+        num_frames=6,
+        z_dim=8,
+        z_init="random",
+        video_format="gif",
         measurement=measure.MeasurementSpec(missing_ratio=0.5),
         recover=recover.RecoverConfig(update="joint", iterations=10, log_every=5),
     )
-    rows = batch.run_manifest(job, str(manifest), str(tmp_path / "work"), batch.BatchOptions(batch_size=2, checkpoint_every=5), log=lambda s: None)
+    rows = batch.run_manifest(
+        job,
+        str(manifest),
+        str(tmp_path / "work"),
+        batch.BatchOptions(batch_size=2, checkpoint_every=5),
+        log=lambda s: None,
+    )
     assert [r["video"] for r in rows] == [str(p) for p in paths]
     for p in paths:
         alone = tmp_path / f"alone_{p.stem}"
         import dataclasses
 
         pipeline.run_recover(dataclasses.replace(job, video=str(p)), str(alone), log=lambda s: None)
-        np.testing.assert_allclose(_frames(tmp_path / "work", p), np.load(alone / "reconstruction.npz")["frames"], atol=2e-5)
+        np.testing.assert_allclose(
+            _frames(tmp_path / "work", p), np.load(alone / "reconstruction.npz")["frames"], atol=2e-5
+        )
     summary = (tmp_path / "work" / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("video,key,psnr,ssim") and len(summary) == 4
     assert not (tmp_path / "work" / "batches").exists() or not any((tmp_path / "work" / "batches").iterdir())
@@ -98,9 +112,24 @@ def test_two_processes_share_a_manifest(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "experiments.recover", *COMMON, f"--manifest={manifest}", "--iterations=5",
-             "--batch_size=1", f"--workdir={work}", f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "experiments.recover",
+                *COMMON,
+                f"--manifest={manifest}",
+                "--iterations=5",
+                "--batch_size=1",
+                f"--workdir={work}",
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(2)
     ]
@@ -115,14 +144,26 @@ def test_two_processes_share_a_manifest(tmp_path):
 
 def test_killed_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     paths, manifest = _videos(tmp_path, n=2)
-    args = [*COMMON, f"--manifest={manifest}", "--iterations=400", "--batch_size=1", "--checkpoint_every=20", "--update=joint"]
+    args = [
+        *COMMON,
+        f"--manifest={manifest}",
+        "--iterations=400",
+        "--batch_size=1",
+        "--checkpoint_every=20",
+        "--update=joint",
+    ]
     ref = tmp_path / "ref"
     _run(*args, f"--workdir={ref}")
 
     work = tmp_path / "work"
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.recover", *args, f"--workdir={work}"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.recover", *args, f"--workdir={work}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = work / "videos" / batch.video_key(str(paths[0])) / "metrics.json"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:

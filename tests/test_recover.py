@@ -24,7 +24,9 @@ def _problem(seed: int, kind: str = "missing"):
     a, b = jax.random.normal(key, (2, SPEC.z_dim))
     z_true = a + jnp.linspace(0, 1, T)[:, None] * b
     x = model.apply({"params": params}, z_true)
-    op = measure.make_operator(measure.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=64), key, T, x.shape[1:])
+    op = measure.make_operator(
+        measure.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=64), key, T, x.shape[1:]
+    )
     y = measure.measure(op, x, key)
     return model, params, recover.Problem(y, op), x * 0.5 + 0.5
 
@@ -44,7 +46,9 @@ def _run(cfg, problems, params, model, truth=None, z0=None):
 def test_one_step_matches_the_update_equations(update):
     """Z ← P_r(Z − α∇_Z L), θ ← Adam(θ, ∇_θ L), from one pass, with L written out here."""
     model, params, prob, _ = _problem(0)
-    cfg = recover.RecoverConfig(update=update, rank=2, rank_type="pca", similarity_weight=0.3, z_step=3.0, generator_lr=1e-3)
+    cfg = recover.RecoverConfig(
+        update=update, rank=2, rank_type="pca", similarity_weight=0.3, z_step=3.0, generator_lr=1e-3
+    )
     rec = recover.Recoverer(model, cfg, T)
     z0 = recover.init_codes(jax.random.key(1), T, SPEC.z_dim, "random")
     state = rec.init_state(z0, params)
@@ -93,7 +97,9 @@ def test_batch_equals_separate_runs(update):
         _, alone = _run(cfg, [prob], params, model, z0=z0[b : b + 1])
         np.testing.assert_allclose(together.z[b], alone.z[0], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(together.x[b], alone.x[0], atol=1e-5)
-        np.testing.assert_allclose(together.history["measurement_loss"][b], alone.history["measurement_loss"][0], rtol=1e-4)
+        np.testing.assert_allclose(
+            together.history["measurement_loss"][b], alone.history["measurement_loss"][0], rtol=1e-4
+        )
 
 
 def test_same_seed_same_result_and_loops_agree():

@@ -25,7 +25,12 @@ TINY = [
 def run(*args, check=True):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.recover", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "experiments.recover", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -37,10 +42,26 @@ def test_smoke_writes_every_output_and_reloads_its_generator(tmp_path):
     proc = run(*TINY, "--update=joint", "--video_format=gif", f"--workdir={work}")
     assert "PSNR" in proc.stdout and "ETA" in proc.stdout
     names = {p.name for p in work.iterdir()}
-    assert {"metrics.json", "reconstruction.npz", "grid.png", "reconstruction.gif", "curves.png", "latent.png", "generator"} <= names
+    assert {
+        "metrics.json",
+        "reconstruction.npz",
+        "grid.png",
+        "reconstruction.gif",
+        "curves.png",
+        "latent.png",
+        "generator",
+    } <= names
     assert not [n for n in names if n.startswith(".tmp")]
     m = json.loads((work / "metrics.json").read_text())
-    for key in ("psnr", "ssim", "measurement_loss", "iterations", "seconds", "compile_seconds", "seconds_per_iteration"):
+    for key in (
+        "psnr",
+        "ssim",
+        "measurement_loss",
+        "iterations",
+        "seconds",
+        "compile_seconds",
+        "seconds_per_iteration",
+    ):
         assert key in m, key
     assert m["iterations"] == 6 and m["flags"]["rank"] == 2 and m["flags"]["image_size"] == 32
     rec = np.load(work / "reconstruction.npz")
