@@ -44,6 +44,7 @@ import numpy as np
 from jax import lax
 
 Params = Any
+ARCHS = ("gmlr", "dcgan_bn")  # GeneratorSpec.arch: the original work's generator, the BN DCGAN one
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -149,22 +150,30 @@ class GeneratorSpec:
       features: widths of the hidden layers, from the 4×4 layer up; the output is
         4·2^len(features) pixels square.
       channels: 1 (grayscale) or 3 (RGB).
+      arch: ``"gmlr"`` (:class:`Generator`, the original work's) or ``"dcgan_bn"``
+        (:class:`lrgen.dcgan.DCGANGenerator` in its folded inference form: dense to 4×4, then 5×5
+        stride-2 transposed convolutions; batch norm folded into per-channel scale and bias).
     """
 
     z_dim: int = 32
     features: tuple[int, ...] = (256, 128, 64, 32)
     channels: int = 1
+    arch: str = "gmlr"
 
     @property
     def image_size(self) -> int:
         return 4 * 2 ** len(self.features)
 
     def to_dict(self) -> dict:
-        return {"z_dim": self.z_dim, "features": list(self.features), "channels": self.channels}
+        return {"z_dim": self.z_dim, "features": list(self.features), "channels": self.channels, "arch": self.arch}
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorSpec:
-        return cls(int(d["z_dim"]), tuple(int(f) for f in d["features"]), int(d["channels"]))
+        """Inverse of :meth:`to_dict`; ``arch`` defaults to ``"gmlr"`` (checkpoints written before it existed)."""
+        arch = str(d.get("arch", "gmlr"))
+        if arch not in ARCHS:
+            raise ValueError(f"arch={arch!r}: allowed values are {', '.join(ARCHS)}")
+        return cls(int(d["z_dim"]), tuple(int(f) for f in d["features"]), int(d["channels"]), arch)
 
     @classmethod
     def default(cls, *, image_size: int, channels: int, z_dim: int | None = None) -> GeneratorSpec:
@@ -211,12 +220,19 @@ class Generator(nn.Module):
         return h.reshape(*lead, *h.shape[1:])
 
 
-def build_generator(spec: GeneratorSpec, param_dtype=jnp.float32) -> Generator:
+def build_generator(spec: GeneratorSpec, param_dtype=jnp.float32) -> nn.Module:
+    """The module ``spec.arch`` names; ``model.apply({"params": params}, z)`` gives images in [−1, 1]."""
+    if spec.arch == "dcgan_bn":
+        from lrgen import dcgan  # here, not at the top: dcgan is optional for the original model
+
+        return dcgan.DCGANGenerator(tuple(spec.features), spec.channels, folded=True, param_dtype=param_dtype)
+    if spec.arch != "gmlr":
+        raise ValueError(f"arch={spec.arch!r}: allowed values are {', '.join(ARCHS)}")
     return Generator(features=tuple(spec.features), channels=spec.channels, param_dtype=param_dtype)
 
 
 def init_generator(spec: GeneratorSpec, key: jax.Array, param_dtype=jnp.float32) -> Params:
-    """Random parameters with the PyTorch 0.4 rule the original used."""
+    """Random parameters: the PyTorch 0.4 rule the original used (gmlr), N(0, 0.02²) (dcgan_bn)."""
     model = build_generator(spec, param_dtype)
     return model.init(key, jnp.zeros((1, spec.z_dim), param_dtype))["params"]
 

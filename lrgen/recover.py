@@ -46,7 +46,7 @@ from flax import struct
 from lrgen import lowrank, measure, metrics
 
 UPDATES = ("latent", "generator", "joint")
-Z_INITS = ("fixed_z", "fixed_seed", "random")
+Z_INITS = ("fixed_z", "fixed_seed", "random", "encoder")  # encoder: z0 = E(frames), set by lrgen.pipeline
 LOOPS = ("auto", "python", "scan")
 
 

@@ -1,0 +1,289 @@
+"""Tests for lrgen.train and the training binaries, on tiny data (32×32, a few steps).
+
+* the Laplacian pyramid is exact (its bands add back up to the image);
+* a run stopped and resumed equals an uninterrupted one, bitwise: in-process (GLO, codes and
+  data order included) and by SIGKILL of the binary right after a checkpoint (DCGAN);
+* one end-to-end run per binary, whose workdirs ``experiments.recover`` then loads
+  (``--generator=<train workdir>``, ``--z_init=encoder --encoder=<encoder workdir>``);
+* bad input is one line, exit status 1, and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from PIL import Image
+
+from lrgen import pipeline, train
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    """40 smooth 32×32 'digits' (blobs at random places) as a uint8 .npy."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    imgs = []
+    for _ in range(40):
+        cy, cx, r = rng.uniform(10, 22), rng.uniform(10, 22), rng.uniform(3, 7)
+        imgs.append(255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2)))
+    path = tmp_path_factory.mktemp("data") / "digits.npy"
+    np.save(path, np.round(np.stack(imgs)).astype(np.uint8))
+    return path
+
+
+def tiny(digits: Path, **over) -> list[str]:
+    flags = {
+        "dataset": "array",
+        "data_dir": str(digits),
+        "image_size": 32,
+        "num_holdout": 8,
+        "batch_size": 8,
+        "num_steps": 4,
+        "checkpoint_every": 4,
+        "log_every": 2,
+        "sample_every": 4,
+        **over,
+    }
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def run(module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def final_state(workdir: Path) -> dict:
+    ckpts = workdir / "checkpoints"
+    step = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    return step, ocp.PyTreeCheckpointer().restore(ckpts / str(step) / "default")
+
+
+def assert_trees_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert jax.tree.structure(a) == jax.tree.structure(b) and len(la) > 5
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# --------------------------------------------------------------------------- library
+def test_laplacian_pyramid_bands_add_up_to_the_image():
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    bands = train.laplacian_pyramid(x, 4)
+    assert [b.shape[1] for b in bands] == [32, 16, 8, 4]
+    rec = bands[-1]
+    for b in reversed(bands[:-1]):
+        rec = b + jnp.repeat(jnp.repeat(rec, 2, axis=1), 2, axis=2)
+    np.testing.assert_allclose(rec, x, atol=1e-5)
+    assert float(train.per_image_loss(x, x, "lap_l1").max()) == 0.0
+
+
+def _glo_config(digits, num_steps, **over):
+    settings = {
+        "method": "glo",
+        "arch": "dcgan_bn",  # batch statistics and codes both in the state
+        "z_dim": 4,
+        "width": 4,
+        "data": train.DataConfig(dataset="array", data_dir=str(digits), image_size=16, num_holdout=8),
+        # One checkpoint per run (at its end) keeps the test fast; rows are logged every 3 steps.
+        "loop": train.LoopConfig(
+            num_steps=num_steps, batch_size=8, checkpoint_every=100, log_every=3, sample_every=100
+        ),
+    }
+    return train.GeneratorTrainConfig(**{**settings, **over})
+
+
+def test_glo_resumed_equals_uninterrupted(digits, tmp_path):
+    quiet = lambda s: None  # noqa: E731
+    train.train_generator(_glo_config(digits, 7), str(tmp_path / "straight"), log=quiet)
+    train.train_generator(_glo_config(digits, 3), str(tmp_path / "split"), log=quiet)
+    out = train.train_generator(_glo_config(digits, 7), str(tmp_path / "split"), log=quiet)
+    assert out["start_step"] == 3 and out["steps_run"] == 4
+    (sa, a), (sb, b) = final_state(tmp_path / "straight"), final_state(tmp_path / "split")
+    assert sa == sb == 7 and int(a["data"]["epoch"]) == 1  # 32 images / 8 = 4 steps per epoch
+    assert_trees_equal(a, b)
+    codes = np.asarray(a["codes"])
+    np.testing.assert_allclose(np.linalg.norm(codes, axis=1), 1.0, rtol=1e-5)  # on the sphere
+    rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6, 7]  # no duplicate rows after the resume
+    # Another architecture in the same workdir is refused before anything is touched.
+    with pytest.raises(ValueError, match="holds a checkpoint of another run .*z_dim"):
+        train.train_generator(_glo_config(digits, 9, z_dim=None), str(tmp_path / "split"), log=quiet)
+
+
+def test_non_finite_loss_stops_without_checkpoint(digits, tmp_path):
+    cfg = _glo_config(digits, 6, learning_rate=1e30, code_learning_rate=1e30)
+    with pytest.raises(FloatingPointError, match="not checkpointing|without checkpointing"):
+        train.train_generator(cfg, str(tmp_path / "nan"), log=lambda s: None)
+    assert not (tmp_path / "nan" / "checkpoints" / "6").exists()
+
+
+# --------------------------------------------------------------------------- binaries
+def dcgan_args(digits: Path) -> list[str]:
+    return [
+        *tiny(digits, num_steps=12, checkpoint_every=4, log_every=4, sample_every=12, batch_size=4),
+        "--method=dcgan",
+        "--arch=dcgan_bn",
+        "--width=4",
+        "--keep_checkpoints=5",
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory) -> dict[str, Path]:
+    """One run of each binary: GLO (gmlr), DCGAN (dcgan_bn) and an encoder for the DCGAN."""
+    base = tmp_path_factory.mktemp("trained")
+    glo, dc, enc = base / "glo", base / "dcgan", base / "enc"
+    out = run("experiments.train_generator", *tiny(digits), "--z_dim=6", f"--workdir={glo}").stdout
+    assert "ETA" in out and "steps/s" in out
+    run("experiments.train_generator", *dcgan_args(digits), f"--workdir={dc}")
+    run("experiments.train_encoder", *tiny(digits), f"--generator={dc}", "--width=4", f"--workdir={enc}")
+    return {"glo": glo, "dcgan": dc, "encoder": enc}
+
+
+def test_kill_and_resume_equals_uninterrupted(digits, trained, tmp_path):
+    """SIGKILL right after the first checkpoint, restart: the final state is bitwise the same."""
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.train_generator", *dcgan_args(digits), f"--workdir={killed}"],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (killed / "checkpoints" / "4").is_dir() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.002)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "checkpoints" / "12").exists()
+    out = run("experiments.train_generator", *dcgan_args(digits), f"--workdir={killed}")
+    assert "resuming from the checkpoint at step" in out.stdout
+    (sa, a), (sb, b) = final_state(trained["dcgan"]), final_state(killed)
+    assert sa == sb == 12
+    assert_trees_equal(a, b)
+
+
+def test_generator_workdirs_hold_everything(trained):
+    for name, steps in (("glo", 4), ("dcgan", 12)):
+        w = trained[name]
+        names = {p.name for p in w.iterdir()}
+        assert {
+            "config.json",
+            "checkpoints",
+            "metrics.jsonl",
+            "samples",
+            "curves.png",
+            "generator",
+            "result.json",
+        } <= names
+        assert not [n for n in names if n.startswith(".")]
+        config = json.loads((w / "config.json").read_text())
+        assert config["flags"]["num_steps"] == steps and "jax" in config["environment"]
+        result = json.loads((w / "result.json").read_text())
+        assert result["steps_per_second"] > 0 and result["steps_run"] == steps
+        assert f"step_{steps:07d}.png" in {p.name for p in (w / "samples").iterdir()}
+    assert (trained["dcgan"] / "discriminator" / "discriminator.json").is_file()
+    grid = np.asarray(Image.open(trained["glo"] / "samples" / "step_0000004.png"))
+    assert grid.shape[0] == 3 * 32 + 2 * 2  # real / reconstructed / random rows
+    spec = json.loads((trained["dcgan"] / "generator" / "generator.json").read_text())["spec"]
+    assert spec == {"z_dim": 100, "features": [16, 8, 4], "channels": 1, "arch": "dcgan_bn"}
+    enc = json.loads((trained["encoder"] / "result.json").read_text())
+    assert np.isfinite(enc["psnr_holdout"])
+
+
+def test_recover_loads_trained_generators_and_encoder(trained, tmp_path):
+    common = ["--video=builtin:rotating_digit", "--image_size=32", "--num_frames=6", "--iterations=4", "--log_every=2"]
+    run("experiments.recover", *common, f"--generator={trained['glo']}", f"--workdir={tmp_path / 'glo'}")
+    assert json.loads((tmp_path / "glo" / "metrics.json").read_text())["generator_spec"]["arch"] == "gmlr"
+    enc = ["--z_init=encoder", f"--encoder={trained['encoder']}"]
+    run("experiments.recover", *common, f"--generator={trained['dcgan']}", *enc, f"--workdir={tmp_path / 'dc'}")
+    m = json.loads((tmp_path / "dc" / "metrics.json").read_text())
+    assert m["generator_spec"]["arch"] == "dcgan_bn" and m["job"]["z_init"] == "encoder"
+    # An encoder made for another generator (k = 100 vs 6) is refused with one line.
+    job = pipeline.RecoverJob(
+        generator=str(trained["glo"]), z_init="encoder", encoder=str(trained["encoder"]), image_size=32
+    )
+    spec, _ = pipeline.load_model(job, 1)
+    with pytest.raises(ValueError, match="--encoder=.*k=100 codes, but the generator has k=6"):
+        pipeline.check_encoder(job, (32, 32, 1), spec)
+    with pytest.raises(ValueError, match="--z_init=encoder needs --encoder"):
+        pipeline.check_encoder(pipeline.RecoverJob(z_init="encoder"), (32, 32, 1), spec)
+
+
+def _gen_config(digits, tmp_path, over):
+    over = dict(over)
+    data = {"dataset": "array", "data_dir": str(digits), "image_size": 32, "num_holdout": 8}
+    for k in ("dataset", "data_dir", "image_size"):
+        if k in over:
+            data[k] = over.pop(k)
+    if isinstance(data["data_dir"], str):
+        data["data_dir"] = data["data_dir"].replace("TMP", str(tmp_path))
+    loop = train.LoopConfig(num_steps=2, batch_size=over.pop("batch_size", 8))
+    return train.GeneratorTrainConfig(data=train.DataConfig(**data), loop=loop, **over)
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"method": "vae"}, "--method=vae: allowed values are glo, dcgan"),
+        ({"arch": "resnet"}, "--arch=resnet"),
+        ({"image_size": 48}, "--image_size=48"),
+        ({"dataset": "mnist", "data_dir": "/nonexistent/mnist"}, "--data_dir=/nonexistent/mnist: no such file"),
+        ({"dataset": "folder", "data_dir": "TMP/EMPTY"}, "holds no images"),
+        ({"dataset": "folder", "data_dir": "TMP/CORRUPT"}, "cannot decode image .*a.png"),
+        ({"batch_size": 100}, "--batch_size=100"),
+    ],
+)
+def test_bad_generator_input_is_one_line_and_writes_nothing(digits, tmp_path, over, message):
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "CORRUPT").mkdir()
+    (tmp_path / "CORRUPT" / "a.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match=message) as e:
+        train.train_generator(_gen_config(digits, tmp_path, over), str(tmp_path / "work"), log=lambda s: None)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize(
+    "module, extra, message",
+    [
+        ("experiments.train_generator", ["--method=vae"], "method"),  # absl's own enum check
+        ("experiments.train_generator", ["--image_size=48"], "--image_size=48"),
+        ("experiments.train_encoder", ["--image_size=64"], "makes 32×32×1 images"),
+        ("experiments.train_encoder", ["--z_dim=7"], "--z_dim=7"),
+        ("experiments.train_encoder", [], "needs perceptual features"),
+    ],
+)
+def test_bad_binary_input_is_one_line_and_writes_nothing(digits, trained, tmp_path, module, extra, message):
+    if module == "experiments.train_encoder":
+        extra = [*extra, f"--generator={trained['glo']}"]
+    work = tmp_path / "work"
+    proc = run(module, *tiny(digits), *extra, f"--workdir={work}", check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    if message != "method":
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert not work.exists()
