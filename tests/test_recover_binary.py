@@ -125,12 +125,41 @@ def _bad_cases(tmp_path):
     return cases
 
 
-def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path):
+def _main_in_process(argv, capsys):
+    """Run the binary's main() in this process (flag checks need no compilation): (exit code, stderr)."""
+    from absl import flags
+
+    from experiments import recover as binary
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["recover", *argv])
+    try:
+        binary.main(["recover"])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        flags.FLAGS.unparse_flags()
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path, capsys):
     for i, (args, needle) in enumerate(_bad_cases(tmp_path)):
         work = tmp_path / f"w{i}"
+        code, err = _main_in_process([*TINY, *args, f"--workdir={work}"], capsys)
+        lines = err.strip().splitlines()
+        assert code not in (0, None), args
+        assert lines and lines[-1].startswith("error: ") and needle in lines[-1], (args, err)
+        assert not work.exists(), args
+
+
+def test_bad_input_exits_non_zero_without_traceback(tmp_path):
+    """The same as a user sees it: a separate process, its exit status and its stderr."""
+    for i, (args, needle) in enumerate(_bad_cases(tmp_path)[:3:2]):
+        work = tmp_path / f"p{i}"
         proc = run(*TINY, *args, f"--workdir={work}", check=False)
         err = proc.stderr.strip().splitlines()
-        assert proc.returncode != 0, args
+        assert proc.returncode == 1, args
         assert "Traceback" not in proc.stderr, (args, proc.stderr)
         assert err and err[-1].startswith("error: ") and needle in err[-1], (args, proc.stderr)
         assert not work.exists(), args
