@@ -24,6 +24,7 @@ flags.DEFINE_integer("num_frames", 256, "T.")
 flags.DEFINE_integer("num_measurements", 2048, "m.")
 flags.DEFINE_integer("image_size", 64, "Frames are image_size² × 3.")
 flags.DEFINE_integer("chunk", 256, "Rows regenerated at a time.")
+flags.DEFINE_bool("execute", True, "Also run each computation once and report peak resident memory.")
 FLAGS = flags.FLAGS
 
 
@@ -51,14 +52,23 @@ def main(argv):
         "adjoint Aᵀ y": (lambda o, y: o.A_adjoint(y), (op, y)),
         "∇ₓ ½‖Ax − y‖²": (jax.grad(lambda x, o: 0.5 * jnp.sum((o.A(x) - y) ** 2)), (x, op)),
     }
-    print("| computation | XLA temp memory (MB) | peak RSS after (MB) | seconds |\n|---|---|---|---|")
-    for name, (fn, args) in fns.items():
-        compiled = jax.jit(fn).lower(*args).compile()
-        mem = compiled.memory_analysis()
-        temp = getattr(mem, "temp_size_in_bytes", float("nan")) / 1e6 if mem is not None else float("nan")
+    compiled = {name: jax.jit(fn).lower(*args).compile() for name, (fn, args) in fns.items()}
+    print("| computation | XLA arguments (MB) | XLA outputs (MB) | XLA temporaries (MB) |\n|---|---|---|---|")
+    for name, c in compiled.items():
+        mem = c.memory_analysis()
+        mb = lambda field: getattr(mem, field, float("nan")) / 1e6  # noqa: E731
+        print(
+            f"| {name} | {mb('argument_size_in_bytes'):.1f} | {mb('output_size_in_bytes'):.1f} | "
+            f"{mb('temp_size_in_bytes'):.1f} |",
+            flush=True,
+        )
+    if not FLAGS.execute:
+        return
+    print("\n| computation | peak RSS of the process after it (MB) | seconds |\n|---|---|---|")
+    for name, c in compiled.items():
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        print(f"| {name} | {temp:.1f} | {_peak_rss_mb():.0f} | {time.perf_counter() - t0:.1f} |", flush=True)
+        jax.block_until_ready(c(*fns[name][1]))
+        print(f"| {name} | {_peak_rss_mb():.0f} | {time.perf_counter() - t0:.1f} |", flush=True)
     print(f"process baseline before the runs: {base:.0f} MB")
 
 
