@@ -469,16 +469,22 @@ def run_interpolate(
     if f > 1:
         span = min(len(times), int(t_obs[min(2, len(t_obs) - 1)]) * f + 1, 32)
         report.save_grid(os.path.join(workdir, "grid_fine.png"), [x[:span]], num_columns=span)
-    # Hold-out: the whole frame times, numbered by frame; otherwise every generated time
-    # (numbered by its index i, time i/f). Rank > 3: the two leading coordinates.
-    pick = whole if missing.any() else np.arange(len(times))
+    # Points are numbered by their position in the plot: hold-out, the whole frames (number =
+    # frame); otherwise every generated time (number = f·time), or for long paths the frames and
+    # the midpoints between them (number = 2·time). Rank > 3: the two leading coordinates.
+    if missing.any():
+        pick, what = whole, f"1 in {config.observe_every} observed"
+    elif len(times) <= 100:
+        pick, what = np.arange(len(times)), f"×{f}, no. = {f}·t"
+    else:
+        pick = np.sort(np.concatenate([whole, whole[:-1] + f // 2])) if f % 2 == 0 else whole
+        what = f"×{f}, frames + midpoints, no. = 2·t" if f % 2 == 0 else f"×{f}, frames only"
     d = coords.shape[1]
     plot = coords[pick, :2] if d > 3 else (np.pad(coords[pick], ((0, 0), (0, 1))) if d == 1 else coords[pick])
     report.plot_latent_path(
         os.path.join(workdir, "latent.png"),
         plot,
-        title=f"codes in their rank-{fit.rank} basis ({config.method}"
-        + (f"; frames, every {config.observe_every} observed)" if missing.any() else f", ×{f}: index = {f}·time)"),
+        title=f"rank-{fit.rank} codes, {config.method}, {what}",
         highlight=np.isin(times[pick], t_obs),
         labels=("observed", "generated"),
     )

@@ -10,10 +10,11 @@ import zlib
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import checkpoint, compress, models
+from lrgen import checkpoint, compress, lowrank, models
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
@@ -288,3 +289,22 @@ def test_compress_binary_exits_with_one_line(tmp_path):
     p = _run("experiments.compress", "--video=builtin:rotating_digit", "--generator=/no/gen", f"--output={out}")
     assert p.returncode == 1 and p.stderr.startswith("error: ") and "/no/gen" in p.stderr, p.stderr
     assert p.stderr.strip().count("\n") == 0 and not out.exists()
+
+
+def test_encoder_codes_start_the_fit(tmp_path):
+    """With --encoder and no iterations the stored codes are P_r(E(key frames)), quantised."""
+    encoder = pytest.importorskip("lrgen.encoder", reason="the encoder (training work) is not in this lrgen")
+    dcgan = pytest.importorskip("lrgen.dcgan")
+    gen, enc, out = tmp_path / "gen", tmp_path / "enc", tmp_path / "v.lrgv"
+    checkpoint.save_generator(gen, SPEC, _params())
+    espec = dcgan.EncoderSpec(z_dim=SPEC.z_dim, features=(8, 16), channels=1, image_size=32)
+    encoder.save_encoder(enc, espec, espec.init(jax.random.key(0)), generator_spec=SPEC)
+    cfg = compress.CompressConfig(keyframe_every=3, iterations=0, bits=16)
+    job = compress.CompressJob(
+        video="builtin:rotating_digit", generator=str(gen), encoder=str(enc), num_frames=7, config=cfg
+    )
+    compress.compress_video(job, str(out), log=lambda s: None)
+    frames = compress.load_video_for(job, SPEC)
+    z0 = encoder.encode(*encoder.load_encoder(enc), frames[[0, 3, 6]])
+    want = np.asarray(lowrank.project(jnp.asarray(z0), 2, "pca"))
+    np.testing.assert_allclose(compress.read(out).z(), want, atol=1e-3)
