@@ -10,11 +10,11 @@ outputs written to --workdir and ``lrgen.pipeline`` for the library call this bi
 from __future__ import annotations
 
 import os
-import sys
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 
+from experiments import cli
 from lrgen import batch, measure, pipeline, recover
 
 FLAGS = flags.FLAGS
@@ -161,18 +161,12 @@ def run_manifest(job: pipeline.RecoverJob, log) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    try:
+    with cli.user_errors():
         job = job_from_flags()
         if FLAGS.manifest:
-            run_manifest(job, log)
+            run_manifest(job, cli.log)
         else:
-            resolved = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
-            pipeline.run_recover(job, FLAGS.workdir, log=log, flags=resolved)
-    except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+            pipeline.run_recover(job, FLAGS.workdir, log=cli.log, flags=cli.resolved_flags(__name__))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""What every lrgen binary does the same way: quiet logs, flag records, one-line user errors."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from absl import flags, logging
+
+
+def resolved_flags(*module_names: str) -> dict:
+    """Every flag defined by the named modules, with its value (recorded next to results)."""
+    FLAGS = flags.FLAGS
+    return {f.name: f.value for name in module_names for f in FLAGS.get_flags_for_module(sys.modules[name])}
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user mistake (ValueError) or a diverged optimisation into one line and exit status 1.
+
+    The library raises ValueError naming the flag or file, the bad value and what is allowed;
+    a traceback would only bury that line.
+    """
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    try:
+        yield
+    except (ValueError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
