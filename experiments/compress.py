@@ -14,11 +14,9 @@ size. A wrong flag ends the run with one line and exit status 1; nothing is writ
 
 from __future__ import annotations
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
-
-from experiments import fit_flags
+from experiments import cli, fit_flags
 from lrgen import compress
 
 FLAGS = flags.FLAGS
@@ -59,14 +57,9 @@ def job_from_flags() -> compress.CompressJob:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    try:
-        resolved = {f.name: f.value for m in (sys.modules[__name__], fit_flags) for f in FLAGS.get_flags_for_module(m)}
-        compress.compress_video(job_from_flags(), FLAGS.output, log=log, flags=resolved)
-    except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    with cli.user_errors():
+        resolved = cli.resolved_flags(__name__, fit_flags.__name__)
+        compress.compress_video(job_from_flags(), FLAGS.output, log=cli.log, flags=resolved)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@ and exit status 1, and nothing is written.
 
 from __future__ import annotations
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
-
+from experiments import cli
 from lrgen import compress
 
 FLAGS = flags.FLAGS
@@ -29,13 +28,8 @@ flags.DEFINE_integer("factor", 1, "Decode (T − 1)·factor + 1 frames (1 = the 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    try:
-        compress.decompress_file(FLAGS.input, FLAGS.output, generator=FLAGS.generator, factor=FLAGS.factor, log=log)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    with cli.user_errors():
+        compress.decompress_file(FLAGS.input, FLAGS.output, generator=FLAGS.generator, factor=FLAGS.factor, log=cli.log)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import fit_flags
+from experiments import cli, fit_flags
 from lrgen import interpolate, pipeline, recover
 
 FLAGS = flags.FLAGS
@@ -111,20 +110,15 @@ def run(log) -> None:
         config.validate(fit.frames.shape[0])
     else:
         fit = interpolate.fit_observed(job_from_flags(), config.observe_every, log=log, check=config.validate)
-    resolved = {f.name: f.value for m in (sys.modules[__name__], fit_flags) for f in FLAGS.get_flags_for_module(m)}
+    resolved = cli.resolved_flags(__name__, fit_flags.__name__)
     interpolate.run_interpolate(fit, config, FLAGS.workdir, log=log, flags=resolved)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    try:
-        run(log)
-    except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    with cli.user_errors():
+        run(cli.log)
 
 
 if __name__ == "__main__":
