@@ -35,11 +35,13 @@ Workdir contents (``run_interpolate``)::
 
     metrics.json        psnr_missing, ssim_missing, psnr_nearest, psnr_blend (+ SSIMs, per-frame
                         values, the interior/extrapolated split, fit PSNR), job, versions
-    interpolation.npz   frames (N, H, W, C) in [0, 1], codes z (N, k), times (N,), observed (N,)
+    interpolation.npz   frames (N, H, W, C) in [0, 1], codes z (N, k), times (N,), observed (N,),
+                        and the fitted codes z_observed (n, k) at frames t_observed (n,)
     interpolation.mp4   the N = (T − 1)·factor + 1 frames (or .gif)
     grid.png            truth / observed / nearest / blend / generated at whole frame times
     grid_fine.png       (factor > 1) the generated frames between the first observed frames
     latent.png          codes in their rank-r basis; observed (stars) and generated (circles)
+    generator/          (a fit that tuned G) the tuned generator, reloadable with ``--generator``
 """
 
 from __future__ import annotations
@@ -316,6 +318,7 @@ def fit_observed(
         "compile_seconds": result.compile_seconds,
         "seconds_per_iteration": result.seconds_per_iteration,
         "measurement_loss": float(result.measurement_loss[0]),
+        "trained_generator": job.recover.trains_generator,
     }
     return Fit(job, frames, observed, np.asarray(result.z[0]), spec, params, job.recover.rank, "fit", fit)
 
@@ -460,7 +463,19 @@ def run_interpolate(
 
     # Outputs; metrics.json last.
     with io.atomic_write(os.path.join(workdir, "interpolation.npz")) as tmp:
-        np.savez_compressed(tmp, frames=x.astype(np.float32), z=z, times=times, observed=np.isin(times, t_obs))
+        np.savez_compressed(
+            tmp,
+            frames=x.astype(np.float32),
+            z=z,
+            times=times,
+            observed=np.isin(times, t_obs),
+            z_observed=fit.z,
+            t_observed=t_obs,
+        )
+    if fit.fit.get("trained_generator"):
+        checkpoint.save_generator(
+            os.path.join(workdir, "generator"), fit.spec, fit.params, source=fit.job.generator or "random"
+        )
     io.write_video(os.path.join(workdir, f"interpolation.{config.video_format}"), x, fps=min(8 * f, 60))
     w = min(T, GRID_FRAMES)
     seen = np.where(observed[:, None, None, None], frames, 0.0)

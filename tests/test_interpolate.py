@@ -198,6 +198,8 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
         assert isinstance(m[key], float), key
     assert m["observed_frames"] == [0, 3, 6] and m["extrapolated_frames"] == [7] and m["num_generated"] == 15
     assert m["flags"]["observe_every"] == 3 and m["fit"]["iterations"] == 4
+    assert (fit / "generator" / "generator.json").is_file()  # the joint fit's generator, reloadable
+    assert np.load(fit / "interpolation.npz")["t_observed"].tolist() == [0, 3, 6]
     m = json.loads((from_rec / "metrics.json").read_text())
     assert m["missing_frames"] == [1, 3, 5, 7] and m["observe_every"] == 2 and m["num_generated"] == 22
 
