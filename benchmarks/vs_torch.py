@@ -39,6 +39,7 @@ flags.DEFINE_string("out", "runs/bench_vs_torch", "Output directory.")
 flags.DEFINE_list("loops", ["auto"], "lrgen --loop values to measure (auto, python, scan).")
 flags.DEFINE_integer("speed_iterations", 300, "Iterations of each speed round.")
 flags.DEFINE_integer("rounds", 3, "Speed rounds (contenders alternate).")
+flags.DEFINE_list("modes", ["faithful", "native"], "Modes of the PyTorch reference to run.")
 FLAGS = flags.FLAGS
 
 
