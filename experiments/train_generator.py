@@ -26,11 +26,16 @@ flags.DEFINE_enum(
     "gmlr: the original reconstruction work's generator; dcgan_bn: batch-norm DCGAN.",
 )
 flags.DEFINE_integer("width", 64, "dcgan_bn: base width g (layers 8g…g); also the discriminator's (g…8g).")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate of the weights (default 1e-3 glo, 2e-4 dcgan).")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate of the weights (default 3e-4 glo, 2e-4 dcgan).")
 flags.DEFINE_float("beta1", None, "Adam β1 of the weights (default 0.9 glo, 0.5 dcgan).")
-flags.DEFINE_float("code_learning_rate", 0.05, "glo: Adam learning rate of the per-image codes.")
+flags.DEFINE_float("code_learning_rate", 0.01, "glo: Adam learning rate of the per-image codes.")
+flags.DEFINE_float("label_smoothing", 0.0, "dcgan: one-sided label smoothing s (real images labelled 1 − s).")
+flags.DEFINE_integer("g_steps", 2, "dcgan: generator updates per discriminator update.")
+flags.DEFINE_float(
+    "instance_noise", 0.0, "dcgan: σ₀ of Gaussian noise on the discriminator's inputs, annealed linearly to 0."
+)
 flags.DEFINE_enum(
-    "glo_loss", "lap_l1", list(train.GLO_LOSSES), "glo: l2 (mean squared error) or lap_l1 (Laplacian-pyramid L1)."
+    "glo_loss", "l2", list(train.GLO_LOSSES), "glo: l2 (mean squared error) or lap_l1 (Laplacian-pyramid L1)."
 )
 
 FLAGS = flags.FLAGS
@@ -46,6 +51,9 @@ def config_from_flags() -> train.GeneratorTrainConfig:
         beta1=FLAGS.beta1,
         code_learning_rate=FLAGS.code_learning_rate,
         glo_loss=FLAGS.glo_loss,
+        label_smoothing=FLAGS.label_smoothing,
+        g_steps=FLAGS.g_steps,
+        instance_noise=FLAGS.instance_noise,
         data=_train_flags.data_config(),
         loop=_train_flags.loop_config(),
     )

@@ -128,9 +128,14 @@ class GeneratorTrainConfig:
       arch: ``gmlr`` (the original work's generator) or ``dcgan_bn`` (batch-norm DCGAN).
       z_dim: k; None = 32 (gmlr, gray), 256 (gmlr, RGB), 100 (dcgan_bn).
       width: g, the base width of ``dcgan_bn`` (widths 8g…g) and of the discriminator (g…8g).
-      learning_rate, beta1: Adam of the weights; None = 1e-3, 0.9 (GLO) and 2e-4, 0.5 (DCGAN).
+      learning_rate, beta1: Adam of the weights; None = 3e-4, 0.9 (GLO) and 2e-4, 0.5 (DCGAN).
       code_learning_rate: Adam step of the GLO codes.
-      glo_loss: ``l2`` or ``lap_l1``.
+      glo_loss: ``l2`` or ``lap_l1`` (on MNIST, L2 leaves the all-background image sooner).
+      label_smoothing: DCGAN: s, real images are labelled 1 − s in D's loss (one-sided).
+      instance_noise: DCGAN: σ₀ of the Gaussian noise added to D's inputs, annealed to 0.
+      g_steps: DCGAN: generator updates per discriminator update (2, as carpedm20's
+        DCGAN-tensorflow, whose 5×5 architecture this is; with 1 the discriminator won outright
+        at 64×64 here: D(x) → 1, D(G(z)) → 1e-4 and noise samples after 800 steps).
     """
 
     method: str = "glo"
@@ -139,14 +144,17 @@ class GeneratorTrainConfig:
     width: int = 64
     learning_rate: float | None = None
     beta1: float | None = None
-    code_learning_rate: float = 0.05
-    glo_loss: str = "lap_l1"
+    code_learning_rate: float = 0.01
+    glo_loss: str = "l2"
+    label_smoothing: float = 0.0
+    g_steps: int = 2
+    instance_noise: float = 0.0
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
 
     @property
     def adam(self) -> tuple[float, float]:
-        lr = self.learning_rate if self.learning_rate is not None else (1e-3 if self.method == "glo" else 2e-4)
+        lr = self.learning_rate if self.learning_rate is not None else (3e-4 if self.method == "glo" else 2e-4)
         b1 = self.beta1 if self.beta1 is not None else (0.9 if self.method == "glo" else 0.5)
         return lr, b1
 
@@ -174,6 +182,12 @@ class GeneratorTrainConfig:
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise ValueError(f"--{name}={v}: must be a positive number")
+        if not (math.isfinite(self.instance_noise) and self.instance_noise >= 0):
+            raise ValueError(f"--instance_noise={self.instance_noise}: must be ≥ 0")
+        if self.g_steps < 1:
+            raise ValueError(f"--g_steps={self.g_steps}: must be ≥ 1")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"--label_smoothing={self.label_smoothing}: must lie in [0, 0.5)")
         if self.beta1 is not None and not 0 <= self.beta1 < 1:
             raise ValueError(f"--beta1={self.beta1}: must lie in [0, 1)")
         self.loop.validate()
@@ -271,6 +285,26 @@ def _normalize(z: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- generator adapters
+def he_scaled(params: dict) -> dict:
+    """gmlr weights rescaled from PyTorch 0.4's rule to variance-preserving (He et al. 2015).
+
+    PyTorch 0.4 draws U(±1/√(16·C_in)), standard deviation 1/√(48·C_in); each output of the
+    first layer sums C_in products and each output of a stride-2 layer 4·C_in, so the signal
+    shrinks ~5× per layer and G(z) starts as a flat grey whatever z is. Trained from there, the
+    bias-free network first learns the all-background image and its ReLUs die (measured: GLO
+    stuck at the black image for 1,000+ steps). Here each kernel is scaled to standard deviation
+    √(2/fan_in) (√(1/fan_in) for the tanh layer), fan_in = C_in (first) or 4·C_in (others).
+    """
+    last = len(params) - 1
+    out = {}
+    for name, layer in params.items():
+        i, w = int(name.rsplit("_", 1)[1]), layer["kernel"]
+        fan_in = w.shape[0] * (1 if i == 0 else 4)
+        gain = 1.0 if i == last else 2.0
+        out[name] = {"kernel": w * math.sqrt(gain / fan_in) * math.sqrt(48.0 * w.shape[0])}
+    return out
+
+
 class _G:
     """The generator in training form: gmlr (params only) or dcgan_bn (params + batch stats)."""
 
@@ -285,7 +319,7 @@ class _G:
     def init(self, key: jax.Array) -> dict:
         if self.bn:
             return dict(self.model.init(key, jnp.zeros((1, self.spec.z_dim)), train=False))
-        return {"params": models.init_generator(self.spec, key)}
+        return {"params": he_scaled(models.init_generator(self.spec, key))}
 
     def apply_train(self, variables: dict, z: jax.Array) -> tuple[jax.Array, dict]:
         """(images, variables with updated batch statistics)."""
@@ -471,7 +505,8 @@ def _glo_task(cfg: GeneratorTrainConfig, spec: models.GeneratorSpec, train_image
     n, k, B = len(train_images), spec.z_dim, cfg.loop.batch_size
     spe = batches.steps_per_epoch
     codes0 = _pca_codes(train_images, k)
-    show = np.arange(min(10, n))
+    show = np.linspace(0, n - 1, min(10, n)).astype(int)  # spread: datasets are often sorted by class
+    probe = np.linspace(0, n - 1, min(n, 256)).astype(int)
 
     def init():
         variables = g.init(jax.random.key(cfg.loop.seed))
@@ -523,8 +558,8 @@ def _glo_task(cfg: GeneratorTrainConfig, spec: models.GeneratorSpec, train_image
     render = jax.jit(lambda variables, z: g.apply_eval(variables, z))
 
     def evaluate(state):
-        x_hat = render(state["g"], state["codes"][: min(n, 256)])
-        return {"psnr_train": float(jnp.mean(psnr_per_image(x_hat, data.to_float(train_images[: min(n, 256)]))))}
+        x_hat = render(state["g"], state["codes"][probe])
+        return {"psnr_train": float(jnp.mean(psnr_per_image(x_hat, data.to_float(train_images[probe]))))}
 
     def samples(state, s):
         real = train_images[show].astype(np.float32) / 255.0
@@ -572,29 +607,40 @@ def _dcgan_task(
 
     def step(state, idx, images):
         key = jax.random.fold_in(base, state["step"])
-        kz1, kz2 = jax.random.split(key)
+        kz1, kz2, kn = jax.random.split(key, 3)
+        # Instance noise (Sønderby et al. 2017): D sees real and fake images through the same
+        # Gaussian blur of the pixel values, σ annealed linearly to 0 over the run, so that it
+        # cannot win on details the generator cannot yet produce (exact −1 backgrounds).
+        sigma = cfg.instance_noise * jnp.maximum(0.0, 1.0 - state["step"] / cfg.loop.num_steps)
+        noisy = lambda img, j: img + sigma * jax.random.normal(jax.random.fold_in(kn, j), img.shape)  # noqa: E731
         x = data.to_float(images)
         x_fake, _ = g.apply_train(state["g"], _sphere(kz1, B, k))
         x_fake = jax.lax.stop_gradient(x_fake)
 
         def d_loss_fn(params):
-            real, dv = d_apply({**state["d"], "params": params}, x)
-            fake, dv = d_apply(dv, x_fake)
-            loss = jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake))
+            real, dv = d_apply({**state["d"], "params": params}, noisy(x, 0))
+            fake, dv = d_apply(dv, noisy(x_fake, 1))
+            s = cfg.label_smoothing  # one-sided: real targets 1 − s (Salimans et al. 2016)
+            loss = jnp.mean((1 - s) * jax.nn.softplus(-real) + s * jax.nn.softplus(real)) + jnp.mean(
+                jax.nn.softplus(fake)
+            )
             return loss, (dv, jnp.mean(jax.nn.sigmoid(real)), jnp.mean(jax.nn.sigmoid(fake)))
 
         (d_loss, (dv, d_real, d_fake)), gd = jax.value_and_grad(d_loss_fn, has_aux=True)(state["d"]["params"])
         upd, d_opt_state = d_opt.update(gd, state["d_opt"], state["d"]["params"])
         dv = {**dv, "params": optax.apply_updates(state["d"]["params"], upd)}
 
-        def g_loss_fn(params):
-            x_g, gv = g.apply_train({**state["g"], "params": params}, _sphere(kz2, B, k))
-            logit, _ = d_apply(dv, x_g)  # D's statistics are updated on its own step only
-            return jnp.mean(jax.nn.softplus(-logit)), gv
+        gv, g_opt_state = state["g"], state["g_opt"]
+        for j in range(cfg.g_steps):  # carpedm20/DCGAN-tensorflow: 2, so that L_D does not reach 0
 
-        (g_loss, gv), gg = jax.value_and_grad(g_loss_fn, has_aux=True)(state["g"]["params"])
-        upd, g_opt_state = g_opt.update(gg, state["g_opt"], state["g"]["params"])
-        gv = {**gv, "params": optax.apply_updates(state["g"]["params"], upd)}
+            def g_loss_fn(params, gv=gv, j=j):
+                x_g, gv = g.apply_train({**gv, "params": params}, _sphere(jax.random.fold_in(kz2, j), B, k))
+                logit, _ = d_apply(dv, noisy(x_g, 2 + j))  # D's statistics are updated on its own step only
+                return jnp.mean(jax.nn.softplus(-logit)), gv
+
+            (g_loss, gv_new), gg = jax.value_and_grad(g_loss_fn, has_aux=True)(gv["params"])
+            upd, g_opt_state = g_opt.update(gg, g_opt_state, gv["params"])
+            gv = {**gv_new, "params": optax.apply_updates(gv["params"], upd)}
         s = state["step"] + 1
         new = {
             "step": s,
@@ -806,7 +852,7 @@ def train_encoder(
     g_opt = optax.adam(cfg.generator_learning_rate, 0.5)
     w, spe = cfg.pixel_weight, batches.steps_per_epoch
     evaluation = holdout if len(holdout) else train_images[:256]
-    show = evaluation[:10]
+    show = evaluation[np.linspace(0, len(evaluation) - 1, min(10, len(evaluation))).astype(int)]
 
     def init():
         ev = e_spec.init(jax.random.key(cfg.loop.seed))
