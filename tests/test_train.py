@@ -138,7 +138,7 @@ def test_non_finite_loss_stops_without_checkpoint(digits, tmp_path):
 # --------------------------------------------------------------------------- binaries
 def dcgan_args(digits: Path) -> list[str]:
     return [
-        *tiny(digits, num_steps=12, checkpoint_every=4, log_every=4, sample_every=12, batch_size=4),
+        *tiny(digits, num_steps=8, checkpoint_every=4, log_every=4, sample_every=8, batch_size=4),
         "--method=dcgan",
         "--arch=dcgan_bn",
         "--width=4",
@@ -177,16 +177,16 @@ def test_kill_and_resume_equals_uninterrupted(digits, trained, tmp_path):
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (killed / "checkpoints" / "12").exists()
+    assert not (killed / "checkpoints" / "8").exists()
     out = run("experiments.train_generator", *dcgan_args(digits), f"--workdir={killed}")
     assert "resuming from the checkpoint at step" in out.stdout
     (sa, a), (sb, b) = final_state(trained["dcgan"]), final_state(killed)
-    assert sa == sb == 12
+    assert sa == sb == 8
     assert_trees_equal(a, b)
 
 
 def test_generator_workdirs_hold_everything(trained):
-    for name, steps in (("glo", 4), ("dcgan", 12)):
+    for name, steps in (("glo", 4), ("dcgan", 8)):
         w = trained[name]
         names = {p.name for p in w.iterdir()}
         assert {
