@@ -5,9 +5,10 @@ r"""Training throughput (steps per second) of GLO, DCGAN and the encoder, with t
 Each recipe runs ``lrgen.train`` for ``--num_steps`` steps on the built-in MNIST digits in a
 temporary workdir (checkpoint, samples and export only at the end, so they are not timed) and
 reports the loop's own steps/s: training steps only, after the one AOT compilation. The recipes
-are the ones in ``experiments/configs`` (GLO: gmlr k = 32, batch 64; DCGAN: dcgan_bn g = 32,
-k = 100, batch 32; encoder: g = 32 for the GLO generator, batch 64, pixel loss plus the DCGAN
-discriminator's features). Prints one JSON line per recipe, plus the device.
+are the ones in ``experiments/configs`` (GLO: gmlr k = 32, batch 64; DCGAN: dcgan_bn g = 16,
+k = 100, batch 32, two generator updates per step; encoder: g = 32 for the GLO generator, batch
+64, pixel loss), plus the encoder with the DCGAN discriminator's perceptual features
+(w = 0.75). Prints one JSON line per recipe, with the device.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import tempfile
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from lrgen import train
 
@@ -29,6 +30,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
     quiet = lambda s: None  # noqa: E731
     n, s = FLAGS.num_steps, FLAGS.image_size
     data = train.DataConfig(image_size=s)
@@ -44,14 +46,25 @@ def main(argv):
             rows.append(("glo gmlr k=32 batch 64", train.train_generator(cfg, glo, log=quiet)))
         if "dcgan" in FLAGS.recipes or "encoder" in FLAGS.recipes:
             cfg = train.GeneratorTrainConfig(
-                method="dcgan", arch="dcgan_bn", width=32, z_dim=100, data=data, loop=loop(32)
+                method="dcgan",
+                arch="dcgan_bn",
+                width=16,
+                z_dim=100,
+                g_steps=2,
+                instance_noise=0.3,
+                data=data,
+                loop=loop(32),
             )
-            rows.append(("dcgan dcgan_bn g=32 k=100 batch 32", train.train_generator(cfg, dc, log=quiet)))
+            rows.append(("dcgan dcgan_bn g=16 k=100 batch 32, 2 G steps", train.train_generator(cfg, dc, log=quiet)))
         if "encoder" in FLAGS.recipes:
-            cfg = train.EncoderTrainConfig(generator=glo, discriminator=dc, width=32, data=data, loop=loop(64))
-            rows.append(
-                ("encoder g=32 for glo, batch 64", train.train_encoder(cfg, os.path.join(tmp, "enc"), log=quiet))
+            cfg = train.EncoderTrainConfig(generator=glo, pixel_weight=1.0, width=32, data=data, loop=loop(64))
+            out = train.train_encoder(cfg, os.path.join(tmp, "e1"), log=quiet)
+            rows.append(("encoder g=32 for glo, batch 64, pixel loss", out))
+            cfg = train.EncoderTrainConfig(
+                generator=glo, discriminator=dc, pixel_weight=0.75, width=32, data=data, loop=loop(64)
             )
+            out = train.train_encoder(cfg, os.path.join(tmp, "e2"), log=quiet)
+            rows.append(("encoder g=32 for glo, batch 64, + discriminator features", out))
     device = str(jax.devices()[0])
     for name, out in rows:
         line = {
