@@ -12,16 +12,21 @@ No bias and no batch norm. ``features`` sets the widths; one width fewer gives 3
 one more gives 128×128.
 
 How it is computed. A PyTorch transposed convolution with kernel 4, stride 2, padding 1 maps
-input pixel i to output pixels o = 2i − 1 + κ, κ = 0..3. Its forward pass is XLA's
-lhs-dilated convolution, which is fast; the gradients JAX derives from it are not (on XLA:CPU
-the input-dilated convolution's transpose takes ~8× longer than the forward pass). We therefore
-give the layer an explicit VJP written as two ordinary convolutions:
+input pixel i to output pixels o = 2i − 1 + κ, κ = 0..3. XLA's lhs-dilated convolution computes
+it, fast for some shapes and 2× slower than need be for others; the gradients JAX derives from it are worse still (on
+XLA:CPU the input-dilated convolution's transpose takes ~8× longer than the forward pass). So the
+layer has an explicit VJP and, per layer shape, the fastest of three exact forward forms:
 
-* input gradient:  dx[i] = Σ_κ W[κ] · dy[2i − 1 + κ], a stride-2 4×4 convolution of dy;
+* forward, sub-pixel: output pixel 2p − 1 + a sees inputs p − 1 and p only, so one 2×2
+  convolution with 4·C_out outputs computes the four output phases, which are then interleaved;
+* forward, GEMM + col2im (PyTorch's method; best for the image layer with 1 or 3 channels):
+  every input pixel times the whole kernel, the 16 taps then added into place;
+* input gradient: dx[i] = Σ_κ W[κ] · dy[2i − 1 + κ], a stride-2 4×4 convolution of dy (for the
+  image layer, the adjoint of the sub-pixel form);
 * weight gradient: dW[κ] = Σ_i x[i] ⊗ dy[2i − 1 + κ], a convolution of dy with x dilated by 2,
   contracting over the batch.
 
-Both are exact (same sums, different order), verified against autodiff of the reference form
+All are exact (same sums, different order), verified against a scatter and autodiff of the reference form
 in ``tests/test_models.py``. Parameters are stored in PyTorch's own layout
 ``[in, out, kH, kW]`` under ``ConvTranspose_{0..L}/kernel``, so the original weights load
 without any rearrangement and Adam sees the same parameter tensor as in the original code.
@@ -49,17 +54,80 @@ ARCHS = ("gmlr", "dcgan_bn")  # GeneratorSpec.arch: the original work's generato
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv_transpose_fwd(x: jax.Array, w: jax.Array) -> jax.Array:
+# Which exact formulation computes a layer is chosen from its static shape, by measurement on
+# XLA:CPU (2 cores, N = 32, min ms; `python -m benchmarks.conv_backends --layers`):
+#
+#   layer           forward: dilated  sub-pixel  GEMM+col2im | dx: strided  sub-pixel adjoint | dW
+#   4→8, 256→128             3.4        4.5        5.8       |     3.1         3.7           | 3.0
+#   8→16, 128→64             3.7        3.6        8.0       |     2.8         3.3           | 3.3
+#   16→32, 64→32             7.0        3.7       27.8       |     3.2         3.7           | 4.6
+#   32→64, 32→1              1.4        2.3        1.0       |     1.2         0.6           | 0.6
+#
+# All are the same sums in another order (tests/test_models.py checks each against a scatter).
+_FORWARDS = ("dilated", "subpixel", "gemm")
+_THIN = 4  # output channels up to which a layer counts as the image layer (C = 1 or 3)
+
+
+def _forward_formulation(x_shape: Sequence[int], c_out: int) -> str:
+    if c_out <= _THIN:
+        return "gemm"
+    return "subpixel" if min(x_shape[1], x_shape[2]) >= 8 else "dilated"
+
+
+def _conv_transpose_dilated(x: jax.Array, w: jax.Array) -> jax.Array:
     # PyTorch ConvTranspose2d(k=4, s=2, p=1) == correlation of the 2×-dilated input with the
     # flipped kernel, padded by k − 1 − p = 2.
     kernel = jnp.flip(w, (2, 3)).transpose(2, 3, 0, 1)  # [in,out,kh,kw] -> HWIO
-    return lax.conv_general_dilated(
-        x, kernel, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2), dimension_numbers=_DN
-    )
+    return lax.conv_general_dilated(x, kernel, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2), dimension_numbers=_DN)
+
+
+def _interleave_phases(p: jax.Array, h: int, w: int) -> jax.Array:
+    """(N, h+1, w+1, 2, 2, C) phases on the padded grid → the (N, 2h, 2w, C) output.
+
+    Phase (a, b) at padded position (p, q) is output pixel (2p − 1 + a, 2q − 1 + b).
+    """
+    n, c = p.shape[0], p.shape[-1]
+    y = p.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * (h + 1), 2 * (w + 1), c)
+    return y[:, 1 : 2 * h + 1, 1 : 2 * w + 1]
+
+
+def _conv_transpose_subpixel(x: jax.Array, w: jax.Array) -> jax.Array:
+    # Output pixel 2p − 1 + a (a = 0, 1) sees inputs p − 1 and p (padded positions p and p + 1,
+    # d = 0, 1) through taps κ = 2 + a − 2d: one 2×2 convolution of the padded input with 4·C_out
+    # outputs, no multiplication by inserted zeros, then the four phases are interleaved.
+    n, h, wd, c_in = x.shape
+    c_out = w.shape[1]
+    tap = np.array([[2, 0], [3, 1]])  # tap[a, d]
+    k = w[:, :, tap[:, :, None, None], tap[None, None, :, :]]  # (in, out, a, dh, b, dw)
+    k = k.transpose(3, 5, 0, 2, 4, 1).reshape(2, 2, c_in, 4 * c_out)
+    y = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+    return _interleave_phases(y.reshape(n, h + 1, wd + 1, 2, 2, c_out), h, wd)
+
+
+def _conv_transpose_gemm(x: jax.Array, w: jax.Array) -> jax.Array:
+    # PyTorch's own method: every input pixel times the whole kernel (one matrix product), then
+    # the 16 taps are added into place (col2im). For few output channels this beats a convolution.
+    # With κ = 2s + a, tap κ of input i lands on padded position p = i + s + 1, phase a.
+    n, h, wd, _ = x.shape
+    c_out = w.shape[1]
+    t = jnp.einsum("nhwc,cokl->nhwklo", x, w).reshape(n, h, wd, 2, 2, 2, 2, c_out)  # (s, a, u, b)
+    t = jnp.pad(t, ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * 5)
+    p = t[:, 1:, 1:, 0, :, 0] + t[:, :-1, 1:, 1, :, 0] + t[:, 1:, :-1, 0, :, 1] + t[:, :-1, :-1, 1, :, 1]
+    return _interleave_phases(p, h, wd)
+
+
+def _conv_transpose_fwd(x: jax.Array, w: jax.Array, how: str | None = None) -> jax.Array:
+    how = how or _forward_formulation(x.shape, w.shape[1])
+    fn = {"dilated": _conv_transpose_dilated, "subpixel": _conv_transpose_subpixel, "gemm": _conv_transpose_gemm}
+    return fn[how](x, w)
 
 
 def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array) -> jax.Array:
     # dx[n,i,j,c] = Σ_{κ,λ,o} dy[n, 2i−1+κ, 2j−1+λ, o] · W[c, o, κ, λ]
+    if w.shape[1] <= _THIN:  # few channels: the adjoint of the sub-pixel form (a 2×2 correlation)
+        n, h2, w2, _ = dy.shape
+        x = jax.ShapeDtypeStruct((n, h2 // 2, w2 // 2, w.shape[0]), dy.dtype)
+        return jax.linear_transpose(lambda a: _conv_transpose_subpixel(a, w), x)(dy)[0]
     kernel = w.transpose(2, 3, 1, 0)  # (kh, kw, out, in)
     return lax.conv_general_dilated(dy, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
 
@@ -106,8 +174,8 @@ conv_transpose_s2.defvjp(_cts2_fwd, _cts2_bwd)
 
 
 def conv_transpose_s2_reference(x: jax.Array, w: jax.Array) -> jax.Array:
-    """Same function as :func:`conv_transpose_s2` with JAX's own derivative (tests only)."""
-    return _conv_transpose_fwd(x, w)
+    """Same function as :func:`conv_transpose_s2`: XLA's input-dilated convolution, JAX's derivative (tests)."""
+    return _conv_transpose_dilated(x, w)
 
 
 def legacy_torch_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
@@ -237,7 +305,9 @@ def init_generator(spec: GeneratorSpec, key: jax.Array, param_dtype=jnp.float32)
     return model.init(key, jnp.zeros((1, spec.z_dim), param_dtype))["params"]
 
 
-def params_from_torch_state_dict(state: dict[str, np.ndarray], source: str = "state dict") -> tuple[GeneratorSpec, Params]:
+def params_from_torch_state_dict(
+    state: dict[str, np.ndarray], source: str = "state dict"
+) -> tuple[GeneratorSpec, Params]:
     """Convert the original ``nn.Sequential`` state dict (``main.{0,2,4,...}.weight``).
 
     The architecture is read off the weight shapes; anything else (biases, batch-norm
@@ -266,7 +336,9 @@ def params_from_torch_state_dict(state: dict[str, np.ndarray], source: str = "st
         channels=weights[-1].shape[1],
     )
     if spec.channels not in (1, 3) or len(spec.features) < 3:
-        raise ValueError(f"{source}: shapes give channels={spec.channels}, {len(weights)} layers; not a supported generator")
+        raise ValueError(
+            f"{source}: shapes give channels={spec.channels}, {len(weights)} layers; not a supported generator"
+        )
     params = {f"ConvTranspose_{i}": {"kernel": jnp.asarray(w)} for i, w in enumerate(weights)}
     return spec, params
 

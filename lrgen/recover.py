@@ -91,7 +91,9 @@ class RecoverConfig:
             raise ValueError(f"--rank_type={self.rank_type}: allowed values are {', '.join(lowrank.RANK_TYPES)}")
         limit = min(num_frames, z_dim)
         if not 0 <= self.rank <= limit:
-            raise ValueError(f"--rank={self.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})")
+            raise ValueError(
+                f"--rank={self.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})"
+            )
         if not 0.0 <= self.similarity_weight <= 1.0:
             raise ValueError(f"--similarity_weight={self.similarity_weight}: must lie in [0, 1]")
         for name in ("z_step", "generator_lr"):
@@ -315,7 +317,17 @@ class Recoverer:
 
     # ------------------------------------------------------------------ batched drivers
     def _batched(self, fn: Callable) -> Callable:
-        return jax.vmap(fn, in_axes=(0, 0, None))
+        vfn = jax.vmap(fn, in_axes=(0, 0, None))
+
+        def batched(state, problem, shared):
+            if jax.tree.leaves(state)[0].shape[0] != 1:
+                return vfn(state, problem, shared)
+            # One sequence: call fn unbatched, so that a trained generator's convolutions are not
+            # rewritten by vmap's batching rule into grouped convolutions (slow on XLA:CPU).
+            first = lambda t: jax.tree.map(lambda a: a[0], t)
+            return jax.tree.map(lambda a: a[None], fn(first(state), first(problem), shared))
+
+        return batched
 
     def _render_batch(self, z: jax.Array, own_params: Any, shared_params: Any) -> jax.Array:
         """G(z) in [0, 1] for a batch: each sequence's own weights when trained, else shared."""
@@ -468,7 +480,8 @@ class Recoverer:
                     f"lower --z_step (now {self.alpha:g}) or --generator_lr (now {self.lr:g})"
                 )
             if callback is not None:
-                callback(done, {"loss": chunk["loss"][:, -1], "measurement_loss": chunk["measurement_loss"][:, -1], **logs})
+                last = {k: chunk[k][:, -1] for k in ("loss", "measurement_loss")}
+                callback(done, {**last, **logs})
             if checkpoint is not None:
                 checkpoint(state, hist)
         seconds = time.perf_counter() - t_loop
