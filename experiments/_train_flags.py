@@ -7,8 +7,11 @@ the library's :class:`lrgen.train.DataConfig` and :class:`lrgen.train.LoopConfig
 
 from __future__ import annotations
 
-from absl import flags
+from collections.abc import Callable
 
+from absl import app, flags
+
+from experiments import cli
 from lrgen import data, train
 
 flags.DEFINE_string(
@@ -59,3 +62,16 @@ def loop_config() -> train.LoopConfig:
         sample_every=FLAGS.sample_every,
         seed=FLAGS.seed,
     )
+
+
+def make_main(train_fn: Callable, config_from_flags: Callable, module_name: str) -> Callable[[list[str]], None]:
+    """The ``main`` of a training binary: ``train_fn(config_from_flags(), --workdir)``, one-line errors."""
+
+    def main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        with cli.user_errors():
+            resolved = cli.resolved_flags(module_name, __name__)
+            train_fn(config_from_flags(), FLAGS.workdir, log=cli.log, flags=resolved)
+
+    return main

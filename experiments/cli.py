@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 
 from absl import flags, logging
+
+from lrgen import recover
 
 
 def resolved_flags(*module_names: str) -> dict:
     """Every flag defined by the named modules, with its value (recorded next to results)."""
     FLAGS = flags.FLAGS
     return {f.name: f.value for name in module_names for f in FLAGS.get_flags_for_module(sys.modules[name])}
+
+
+def recover_config_from_flags() -> recover.RecoverConfig:
+    """The :class:`lrgen.recover.RecoverConfig` of the flags named like its fields.
+
+    The binaries that run the recovery loop (recover, interpolate) define a flag for every field,
+    with the field's name and meaning.
+    """
+    FLAGS = flags.FLAGS
+    return recover.RecoverConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(recover.RecoverConfig)})
 
 
 @contextlib.contextmanager

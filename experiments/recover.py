@@ -108,19 +108,7 @@ def job_from_flags() -> pipeline.RecoverJob:
         encoder=FLAGS.encoder,
         z_seed=FLAGS.z_seed,
         seed=FLAGS.seed,
-        recover=recover.RecoverConfig(
-            update=FLAGS.update,
-            iterations=FLAGS.iterations,
-            rank=FLAGS.rank,
-            rank_type=FLAGS.rank_type,
-            similarity_weight=FLAGS.similarity_weight,
-            z_step=FLAGS.z_step,
-            generator_lr=FLAGS.generator_lr,
-            generator_lr_decay=FLAGS.generator_lr_decay,
-            generator_lr_decay_every=FLAGS.generator_lr_decay_every,
-            log_every=FLAGS.log_every,
-            loop=FLAGS.loop,
-        ),
+        recover=cli.recover_config_from_flags(),
         video_format=FLAGS.video_format,
     )
 

@@ -12,9 +12,7 @@ the --generator workdir's, or --discriminator) or VGG-19 features (--vgg_weights
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import _train_flags
 from lrgen import dcgan, train
@@ -55,22 +53,7 @@ def config_from_flags() -> train.EncoderTrainConfig:
     )
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    try:
-        resolved = {
-            f.name: f.value
-            for m in (__name__, _train_flags.__name__)
-            for f in FLAGS.get_flags_for_module(sys.modules[m])
-        }
-        train.train_encoder(config_from_flags(), FLAGS.workdir, log=log, flags=resolved)
-    except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-
+main = _train_flags.make_main(train.train_encoder, config_from_flags, __name__)
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("workdir")

@@ -20,6 +20,7 @@ import tempfile
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from lrgen import models
@@ -42,6 +43,37 @@ VERSION = 1
 META = "generator.json"
 
 
+def save_tree_dir(directory: str | os.PathLike, meta_file: str, meta: dict, tree: Any, subdir: str = "tree") -> str:
+    """Write ``meta`` (JSON, as ``meta_file``) and ``tree`` (orbax, under ``subdir/``) atomically.
+
+    The directory is assembled under a temporary name beside it and renamed into place; an
+    existing directory is replaced only if it holds ``meta_file`` (never a user's folder). The
+    writing process works alone (:func:`process_local`).
+
+    Returns:
+      The absolute path written.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory) + "-", dir=parent)
+    try:
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=process_local())
+        checkpointer.save(os.path.join(tmp, subdir), jax.tree.map(np.asarray, jax.device_get(tree)))
+        checkpointer.wait_until_finished()
+        with open(os.path.join(tmp, meta_file), "w") as f:
+            json.dump(meta, f, indent=1)
+        if os.path.isdir(directory):
+            if not os.path.isfile(os.path.join(directory, meta_file)):
+                raise ValueError(f"{directory}: exists and holds no {meta_file}; refusing to replace it")
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
 def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, params: Any, **extra) -> str:
     """Write ``spec`` and ``params`` to ``directory`` atomically (temporary name, then rename).
 
@@ -56,25 +88,8 @@ def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, par
     """
     directory = os.path.abspath(os.fspath(directory))
     models.check_params(spec, params, directory)
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory) + "-", dir=parent)
-    try:
-        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=process_local())
-        checkpointer.save(os.path.join(tmp, "params"), jax.device_get(params))
-        checkpointer.wait_until_finished()
-        meta = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), **extra}
-        with open(os.path.join(tmp, META), "w") as f:
-            json.dump(meta, f, indent=1)
-        if os.path.isdir(directory):
-            if not os.path.isfile(os.path.join(directory, META)):
-                raise ValueError(f"{directory}: exists and is not an lrgen generator; refusing to replace it")
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    meta = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), **extra}
+    return save_tree_dir(directory, META, meta, params, subdir="params")
 
 
 def _read_meta(directory: str) -> dict:

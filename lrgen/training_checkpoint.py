@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from lrgen.checkpoint import process_local, save_tree_dir  # noqa: F401  (save_tree_dir: re-exported)
 
 SUBDIR = "checkpoints"
 
@@ -92,36 +92,6 @@ def _check_shapes(abstract: Any, state: Any, what: str, step: int) -> None:
         raise ValueError(f"{what}: its checkpoint {step} does not match this run's architecture; use another --workdir")
 
 
-def save_tree_dir(directory: str | os.PathLike, meta_file: str, meta: dict, tree: Any) -> str:
-    """Write ``meta`` (JSON) and ``tree`` (orbax, under ``tree/``) into ``directory`` atomically.
-
-    The directory is assembled under a temporary name beside it and renamed into place; an
-    existing directory is replaced only if it holds ``meta_file`` (never a user's folder).
-
-    Returns:
-      The absolute path written.
-    """
-    directory = os.path.abspath(os.fspath(directory))
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory) + "-", dir=parent)
-    try:
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(os.path.join(tmp, "tree"), jax.tree.map(np.asarray, jax.device_get(tree)))
-        checkpointer.wait_until_finished()
-        with open(os.path.join(tmp, meta_file), "w") as f:
-            json.dump(meta, f, indent=1)
-        if os.path.isdir(directory):
-            if not os.path.isfile(os.path.join(directory, meta_file)):
-                raise ValueError(f"{directory}: exists and holds no {meta_file}; refusing to replace it")
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
-
-
 def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
     """The JSON of a :func:`save_tree_dir` directory; ValueError naming ``flag`` if it is not one."""
     try:
@@ -137,7 +107,8 @@ def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
 def load_tree(directory: str, abstract: Any, flag: str) -> Any:
     """Restore the ``tree/`` of a :func:`save_tree_dir` directory against ``abstract``."""
     try:
-        tree = ocp.StandardCheckpointer().restore(os.path.join(directory, "tree"), abstract)
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=process_local())
+        tree = checkpointer.restore(os.path.join(directory, "tree"), abstract)
     except Exception as e:  # orbax raises several types for a tree of other shapes
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ValueError(
