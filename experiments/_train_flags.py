@@ -27,6 +27,9 @@ flags.DEFINE_integer("image_size", 64, "Images are centre-cropped and resized (P
 flags.DEFINE_bool("grayscale", True, "One channel; --nograyscale trains on RGB.")
 flags.DEFINE_integer("crop", 0, "Centre-crop side in pixels before resizing (0 = the shorter side).")
 flags.DEFINE_integer("max_images", 0, "Use the first N images of the dataset (0 = all).")
+flags.DEFINE_enum(
+    "augment", "none", list(data.AUGMENTATIONS), "Training-batch augmentation: left-right flips, shifts by ≤ S/16 px."
+)
 flags.DEFINE_integer("num_holdout", 500, "Images put aside (fixed split) for evaluation, never trained on.")
 flags.DEFINE_integer("z_dim", None, "Latent size k.")
 flags.DEFINE_integer("num_steps", 2000, "Training steps.")
@@ -49,6 +52,7 @@ def data_config() -> train.DataConfig:
         crop=FLAGS.crop,
         max_images=FLAGS.max_images,
         num_holdout=FLAGS.num_holdout,
+        augment=FLAGS.augment,
     )
 
 

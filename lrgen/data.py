@@ -30,6 +30,12 @@ run reads exactly the batches the uninterrupted one would have, and the data-ord
 in a checkpoint, (epoch, index) = divmod(s, steps_per_epoch), is only a record. Batches are
 gathered on the host from the uint8 array by a background thread a few steps ahead, so the
 (jitted) step never waits for data.
+
+Augmentation (``augment``): ``flip`` mirrors each image left–right with probability ½; ``shift``
+translates each image by a whole number of pixels drawn uniformly from [−S/16, S/16] on each
+axis, filling with the edge pixels; ``flip_shift`` does both. The draws come from PCG64 seeded
+with (seed, s, 1), so an augmented batch too is a pure function of (seed, s). GLO learns one code
+per image and does not take augmentation.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from PIL import Image
 from lrgen import io
 
 DATASETS = ("builtin_mnist", "mnist", "cifar10", "folder", "array", "video")
+AUGMENTATIONS = ("none", "flip", "shift", "flip_shift")
 IMAGE_EXTENSIONS = io.FRAME_EXTENSIONS
 
 
@@ -252,14 +259,18 @@ class Batches:
       images: (N, S, S, C) uint8.
       batch_size: B ≤ N.
       seed: the run's seed; epoch e is ordered by PCG64((seed, e)).
+      augment: one of :data:`AUGMENTATIONS` (see the module docstring).
     """
 
-    def __init__(self, images: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, images: np.ndarray, batch_size: int, seed: int, augment: str = "none"):
         if not 1 <= batch_size <= len(images):
             raise ValueError(f"--batch_size={batch_size}: must lie in [1, {len(images)}] (the training images)")
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"--augment={augment}: allowed values are {', '.join(AUGMENTATIONS)}")
         self.images = images
         self.batch_size = batch_size
         self.seed = seed
+        self.augment = augment
         self.steps_per_epoch = len(images) // batch_size
         self._cache: tuple[int, np.ndarray] | None = None
 
@@ -282,7 +293,10 @@ class Batches:
 
     def get(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.indices(step)
-        return idx, self.images[idx]
+        images = self.images[idx]
+        if self.augment != "none":
+            images = augment(images, self.augment, np.random.Generator(np.random.PCG64([self.seed, step, 1])))
+        return idx, images
 
     def iterate(self, start: int, stop: int, prefetch: int = 3) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield (step, indices, images) for start ≤ step < stop, prepared by a helper thread."""
@@ -308,6 +322,23 @@ class Batches:
                     q.get_nowait()
                 except queue.Empty:
                     thread.join(0.01)
+
+
+def augment(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Flip and/or shift each (S, S, C) image of a batch (see the module docstring)."""
+    n, size = images.shape[0], images.shape[1]
+    out = images
+    if "flip" in kind:
+        flip = rng.random(n) < 0.5
+        out = np.where(flip[:, None, None, None], out[:, :, ::-1], out)
+    if "shift" in kind:
+        m = max(1, size // 16)
+        dy, dx = rng.integers(-m, m + 1, size=(2, n))
+        padded = np.pad(out, ((0, 0), (m, m), (m, m), (0, 0)), mode="edge")
+        rows = (m - dy)[:, None] + np.arange(size)  # out[i, r] = image[i, r − dy]
+        cols = (m - dx)[:, None] + np.arange(size)
+        out = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return np.ascontiguousarray(out)
 
 
 def to_float(images) -> np.ndarray:

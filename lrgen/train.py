@@ -90,6 +90,7 @@ class DataConfig:
       dataset, data_dir: source (``builtin_mnist`` needs no directory).
       image_size: S; grayscale: C = 1 (else 3); crop: centre-crop side (0 = shorter side).
       max_images: first N images (0 = all); num_holdout: images put aside for evaluation.
+      augment: training-batch augmentation, one of :data:`lrgen.data.AUGMENTATIONS`.
     """
 
     dataset: str = "builtin_mnist"
@@ -99,6 +100,7 @@ class DataConfig:
     crop: int = 0
     max_images: int = 0
     num_holdout: int = 500
+    augment: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +192,11 @@ class GeneratorTrainConfig:
             raise ValueError(f"--label_smoothing={self.label_smoothing}: must lie in [0, 0.5)")
         if self.beta1 is not None and not 0 <= self.beta1 < 1:
             raise ValueError(f"--beta1={self.beta1}: must lie in [0, 1)")
+        if self.method == "glo" and self.data.augment != "none":
+            raise ValueError(
+                f"--augment={self.data.augment}: GLO learns one code per image, so its images are not "
+                "augmented; allowed with --method=glo: none"
+            )
         self.loop.validate()
 
 
@@ -703,6 +710,8 @@ def _prepare_workdir(workdir: str, cfg, flags: dict | None, extra: dict) -> None
                 old = json.load(f).get("fingerprint")
         except (OSError, json.JSONDecodeError):
             old = None
+        if isinstance(old, dict) and isinstance(old.get("data"), dict):
+            old["data"].setdefault("augment", "none")  # written before augmentation existed
         if old is not None and old != json.loads(json.dumps(fp)):
             diff = sorted(_diff(old, json.loads(json.dumps(fp))))
             raise ValueError(
@@ -766,7 +775,7 @@ def train_generator(
     cfg.validate()
     spec = cfg.generator_spec()
     train_images, _ = _load_data(cfg.data, log)
-    batches = data.Batches(train_images, cfg.loop.batch_size, cfg.loop.seed)
+    batches = data.Batches(train_images, cfg.loop.batch_size, cfg.loop.seed, cfg.data.augment)
     _prepare_workdir(workdir, cfg, flags, {"generator_spec": spec.to_dict(), "num_train_images": len(train_images)})
     make = _glo_task if cfg.method == "glo" else _dcgan_task
     task = make(cfg, spec, train_images, batches, workdir, flags)
@@ -841,7 +850,7 @@ def train_encoder(
         raise ValueError(f"--z_dim={cfg.z_dim}: the generator {cfg.generator} has k = {g_spec.z_dim}")
     phi, phi_name = _perceptual(cfg, channels)
     train_images, holdout = _load_data(cfg.data, log)
-    batches = data.Batches(train_images, cfg.loop.batch_size, cfg.loop.seed)
+    batches = data.Batches(train_images, cfg.loop.batch_size, cfg.loop.seed, cfg.data.augment)
     e_spec = dcgan.EncoderSpec(
         g_spec.z_dim, dcgan.widths(cfg.data.image_size, cfg.width, up=False), channels, cfg.data.image_size
     )

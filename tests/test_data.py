@@ -111,3 +111,36 @@ def test_split_is_fixed_and_disjoint():
     assert len(tr) == 15 and not set(tr.ravel()) & set(ho.ravel())
     with pytest.raises(ValueError, match="--num_holdout=20"):
         data.split(images, 20)
+
+
+def test_augmentation_is_exact_and_a_function_of_seed_and_step():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(16, 32, 32, 1), dtype=np.uint8)
+    plain = data.Batches(images, 8, seed=3)
+    aug = {k: data.Batches(images, 8, seed=3, augment=k) for k in ("flip", "shift", "flip_shift")}
+    for s in (0, 5):
+        idx, x = plain.get(s)
+        for kind, b in aug.items():
+            idx2, y = b.get(s)
+            np.testing.assert_array_equal(idx, idx2)  # augmentation never changes the order
+            np.testing.assert_array_equal(y, data.Batches(images, 8, seed=3, augment=kind).get(s)[1])
+        # flip: every image is itself or its mirror image, and both occur over two batches
+        y = aug["flip"].get(s)[1]
+        same = [np.array_equal(a, b) for a, b in zip(y, x)]
+        mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(y, x)]
+        assert all(m or f for m, f in zip(same, mirrored))
+        # shift: each image is its edge-padded original moved by (dy, dx), |dy|, |dx| ≤ 32 / 16
+        y = aug["shift"].get(s)[1]
+        for a, b in zip(y, x):
+            p = np.pad(b, ((2, 2), (2, 2), (0, 0)), mode="edge")
+            moves = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+            assert any(np.array_equal(a, p[2 - dy : 34 - dy, 2 - dx : 34 - dx]) for dy, dx in moves)
+    flips = [
+        np.array_equal(a, b[:, ::-1]) and not np.array_equal(a, b)
+        for s in (0, 1)
+        for a, b in zip(aug["flip"].get(s)[1], plain.get(s)[1])
+    ]
+    assert 0 < sum(flips) < 16
+    assert not np.array_equal(aug["shift"].get(0)[1], plain.get(0)[1])
+    with pytest.raises(ValueError, match="--augment=rotate"):
+        data.Batches(images, 8, seed=0, augment="rotate")

@@ -235,7 +235,7 @@ def test_recover_loads_trained_generators_and_encoder(trained, tmp_path):
 def _gen_config(digits, tmp_path, over):
     over = dict(over)
     data = {"dataset": "array", "data_dir": str(digits), "image_size": 32, "num_holdout": 8}
-    for k in ("dataset", "data_dir", "image_size"):
+    for k in ("dataset", "data_dir", "image_size", "augment"):
         if k in over:
             data[k] = over.pop(k)
     if isinstance(data["data_dir"], str):
@@ -254,6 +254,7 @@ def _gen_config(digits, tmp_path, over):
         ({"dataset": "folder", "data_dir": "TMP/EMPTY"}, "holds no images"),
         ({"dataset": "folder", "data_dir": "TMP/CORRUPT"}, "cannot decode image .*a.png"),
         ({"batch_size": 100}, "--batch_size=100"),
+        ({"method": "glo", "augment": "shift"}, "--augment=shift: GLO learns one code per image"),
     ],
 )
 def test_bad_generator_input_is_one_line_and_writes_nothing(digits, tmp_path, over, message):
