@@ -20,7 +20,9 @@ candidate, and the final state is compared once more at the end.
 Batching: every per-sequence quantity (y, operator, Z and, when G is trained, θ and its Adam
 state) has a leading batch axis B and the step is ``jax.vmap``-ed, so one code path serves 1 or
 1,000 sequences. A generator that is not trained is shared (not batched), so its convolutions
-run once over all B·T frames.
+run once over all B·T frames. Per-sequence generators on XLA:CPU are the exception: there the
+step is applied to each sequence in turn within one program (B ≤ 16, one device), since vmap
+would turn their convolutions into grouped ones, which XLA:CPU runs slowly.
 
 Looping: the step is pure. Iterations are chained either by a jitted step called from Python
 (fast on XLA:CPU, where convolutions inside a loop body run far slower) or by a jitted
@@ -31,6 +33,7 @@ Metrics reach the host once per chunk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -48,6 +51,7 @@ from lrgen import lowrank, measure, metrics
 UPDATES = ("latent", "generator", "joint")
 Z_INITS = ("fixed_z", "fixed_seed", "random", "encoder")  # encoder: z0 = E(frames), set by lrgen.pipeline
 LOOPS = ("auto", "python", "scan")
+MAX_UNROLLED_BATCH = 16  # larger batches of per-sequence generators stay vmapped (compile time grows with B)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,18 +320,35 @@ class Recoverer:
         return self.model.apply({"params": params}, z) * 0.5 + 0.5
 
     # ------------------------------------------------------------------ batched drivers
-    def _batched(self, fn: Callable) -> Callable:
+    def _batched(self, fn: Callable, unroll: bool = False) -> Callable:
+        """``fn`` of one sequence → the same over the leading batch axis (shared weights unbatched).
+
+        B = 1 calls ``fn`` unbatched and ``unroll`` calls it once per sequence (B copies of the
+        graph in one program) instead of ``vmap``: vmap's batching rule turns the convolutions of
+        per-sequence generators into grouped convolutions, which XLA:CPU runs slowly (joint B = 4:
+        354 → 198 ms per iteration unrolled; BUILD_NOTES).
+        """
         vfn = jax.vmap(fn, in_axes=(0, 0, None))
 
         def batched(state, problem, shared):
-            if jax.tree.leaves(state)[0].shape[0] != 1:
+            B = jax.tree.leaves(state)[0].shape[0]
+            if B != 1 and not unroll:
                 return vfn(state, problem, shared)
-            # One sequence: call fn unbatched, so that a trained generator's convolutions are not
-            # rewritten by vmap's batching rule into grouped convolutions (slow on XLA:CPU).
-            first = lambda t: jax.tree.map(lambda a: a[0], t)
-            return jax.tree.map(lambda a: a[None], fn(first(state), first(problem), shared))
+            pick = lambda t, i: jax.tree.map(lambda a: a[i], t)  # noqa: E731
+            outs = [fn(pick(state, i), pick(problem, i), shared) for i in range(B)]
+            return jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
         return batched
+
+    def _unrolls(self, batch: int, mesh) -> bool:
+        """Unroll the batch (see :meth:`_batched`): per-sequence generators on XLA:CPU, one device."""
+        one_device = mesh is None or mesh.devices.size == 1
+        return (
+            self.config.trains_generator
+            and jax.default_backend() == "cpu"
+            and one_device
+            and 1 < batch <= MAX_UNROLLED_BATCH
+        )
 
     def _render_batch(self, z: jax.Array, own_params: Any, shared_params: Any) -> jax.Array:
         """G(z) in [0, 1] for a batch: each sequence's own weights when trained, else shared."""
@@ -335,9 +356,9 @@ class Recoverer:
             return jax.vmap(self.render)(z, own_params)
         return jax.vmap(self.render, in_axes=(0, None))(z, shared_params)
 
-    def _chunk(self, state, problem, shared_params, n):
+    def _chunk(self, state, problem, shared_params, n, unroll=False):
         """``n`` (traced) iterations inside one jitted loop; per-iteration metrics in a buffer."""
-        step = self._batched(self.step)
+        step = self._batched(self.step, unroll)
         size = self.config.log_every
         B = state.z.shape[0]
         buf = {k: jnp.zeros((B, size), state.z.dtype) for k in ("loss", "measurement_loss")}
@@ -358,21 +379,22 @@ class Recoverer:
             out["psnr"] = jax.vmap(metrics.psnr)(self._render_batch(state.z, state.params, shared), truth)
         return out
 
-    def _compile(self, state, problem, shared, truth):
+    def _compile(self, state, problem, shared, truth, unroll=False):
         """(step or chunk executable, evaluation executable, seconds spent compiling now).
 
         Compiled ahead of time once per input shape and reused by later :meth:`run` calls, so
         compile time and steady-state time are measured apart.
         """
         leaves, tree = jax.tree.flatten((state, problem, shared, truth))
-        key = (tree, tuple((a.shape, a.dtype) for a in leaves))
+        key = (tree, tuple((a.shape, a.dtype) for a in leaves), unroll)
         if key in self._executables:
             return (*self._executables[key], 0.0)
         t0 = time.perf_counter()
         if self.loop == "python":
-            lowered = jax.jit(self._batched(self.step), donate_argnums=0).lower(state, problem, shared)
+            lowered = jax.jit(self._batched(self.step, unroll), donate_argnums=0).lower(state, problem, shared)
         else:
-            lowered = jax.jit(self._chunk, donate_argnums=0).lower(state, problem, shared, 0)
+            chunk = functools.partial(self._chunk, unroll=unroll)
+            lowered = jax.jit(chunk, donate_argnums=0).lower(state, problem, shared, 0)
         step = compile_fast(lowered)
         evaluate = compile_fast(jax.jit(self._evaluate).lower(state, problem, shared, truth))
         self._executables[key] = (step, evaluate)
@@ -445,7 +467,8 @@ class Recoverer:
             state, problem, truth = jax.device_put((state, problem, truth), along)
             shared = jax.device_put(shared, NamedSharding(mesh, PartitionSpec()))
 
-        step_fn, eval_fn, compile_seconds = self._compile(state, problem, shared, truth)
+        unroll = self._unrolls(B, mesh)
+        step_fn, eval_fn, compile_seconds = self._compile(state, problem, shared, truth, unroll)
 
         chunk_rates = []
         done = int(jax.device_get(state.step).reshape(-1)[0])
