@@ -5,13 +5,14 @@ from ``--z_init=encoder``, same problem, same generator.
         --workdir=runs/encoder_init -- --flagfile=experiments/configs/rot_mnist_missing80_joint.flags
 
 Every argument after ``--`` goes to both ``experiments.recover`` runs (the problem); this
-benchmark adds ``--generator``, ``--z_init``, ``--encoder``, ``--log_every`` and ``--workdir``
-(``<workdir>/random``, ``<workdir>/encoder``), once per ``--updates`` mode. From the PSNR curves
-(one point every ``--log_every`` iterations, current iterate) it reports, per mode: the PSNR the
-random start reaches (its best iterate after all iterations, as in metrics.json), and the first
-logged iteration at which each start's curve comes within ``--tolerance_db`` of it (both starts
-often end on the same plateau, equal to a few thousandths of a dB). Prints a Markdown table and writes it
-with the raw numbers to ``<workdir>/encoder_init.{md,json}``.
+benchmark adds ``--generator``, ``--z_init``, ``--encoder``, ``--encoder_input``, ``--log_every``
+and ``--workdir`` (``<workdir>/<update>_random``, ``<workdir>/<update>_encoder``), once per
+``--updates`` mode. From the PSNR curves (one point every ``--log_every`` iterations, current
+iterate) it reports, per mode: the PSNR the random start reaches (its best iterate after all
+iterations, as in metrics.json), and the first logged iteration at which each start's curve
+comes within ``--tolerance_db`` of it (both starts often end on the same plateau, equal to a few
+thousandths of a dB). Prints a Markdown table and writes it with the raw numbers to
+``<workdir>/encoder_init.{md,json}``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ flags.DEFINE_string("encoder", None, "Encoder training workdir.", required=True)
 flags.DEFINE_string("workdir", "runs/encoder_init", "Where the two runs per mode and the table go.")
 flags.DEFINE_list("updates", ["latent", "joint"], "Update modes to compare.")
 flags.DEFINE_integer("log_every", 10, "Iterations between PSNR points (the resolution of the answer).")
+flags.DEFINE_enum("encoder_input", "frames", ["frames", "measurements"], "What the encoder sees (recover's flag).")
 flags.DEFINE_float("tolerance_db", 0.1, "A start has reached the target when within this many dB of it.")
 flags.DEFINE_bool("reuse", False, "Reuse a run whose workdir already holds metrics.json (re-tabulate only).")
 FLAGS = flags.FLAGS
@@ -44,7 +46,7 @@ def run_recover(problem_args: list[str], workdir: str, z_init: str, update: str)
     args += [f"--generator={FLAGS.generator}", f"--z_init={z_init}", f"--update={update}"]
     args += [f"--log_every={FLAGS.log_every}", f"--workdir={workdir}"]
     if z_init == "encoder":
-        args.append(f"--encoder={FLAGS.encoder}")
+        args += [f"--encoder={FLAGS.encoder}", f"--encoder_input={FLAGS.encoder_input}"]
     metrics = os.path.join(workdir, "metrics.json")
     if not (FLAGS.reuse and os.path.isfile(metrics)):
         print(" ".join(args[1:]), flush=True)
@@ -75,7 +77,8 @@ def main(argv):
         )
     table = "\n".join(
         [
-            f"Generator {FLAGS.generator}, encoder {FLAGS.encoder}; problem: {' '.join(problem_args)}",
+            f"Generator {FLAGS.generator}, encoder {FLAGS.encoder} fed the {FLAGS.encoder_input}; "
+            f"problem: {' '.join(problem_args)}",
             "",
             f"| update | PSNR of the random start (dB) | iterations to within {FLAGS.tolerance_db:g} dB of it: random "
             "| encoder | fewer by "

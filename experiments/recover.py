@@ -43,6 +43,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
 flags.DEFINE_enum("z_init", "fixed_z", list(recover.Z_INITS), "Initial codes.")
 flags.DEFINE_string("encoder", "", "Encoder directory or encoder training workdir (--z_init=encoder: z0 = E(frames)).")
+flags.DEFINE_enum(
+    "encoder_input",
+    "frames",
+    list(pipeline.ENCODER_INPUTS),
+    "What the encoder sees: the true frames (oracle) or the zero-filled back-projection of the measurements.",
+)
 flags.DEFINE_integer("z_seed", 100, "Seed of fixed_z / fixed_seed codes.")
 flags.DEFINE_integer("seed", 0, "Seed of operators, noise, random codes and random generator weights.")
 # Optimisation.
@@ -106,6 +112,7 @@ def job_from_flags() -> pipeline.RecoverJob:
         z_dim=FLAGS.z_dim,
         z_init=FLAGS.z_init,
         encoder=FLAGS.encoder,
+        encoder_input=FLAGS.encoder_input,
         z_seed=FLAGS.z_seed,
         seed=FLAGS.seed,
         recover=cli.recover_config_from_flags(),

@@ -32,6 +32,9 @@ flags.DEFINE_enum("vgg_layer", "relu2_2", list(dcgan.VGG_LAYER_NAMES), "VGG-19 f
 flags.DEFINE_integer("width", 64, "Encoder base width g (layers g…8g).")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the encoder.")
 flags.DEFINE_float("generator_learning_rate", 1e-4, "Adam learning rate of the generator (--finetune_generator).")
+flags.DEFINE_float(
+    "input_missing_ratio", 0.0, "Drop this fraction of each input's pixels (set to 0) in training, in [0, 1)."
+)
 
 FLAGS = flags.FLAGS
 
@@ -48,6 +51,7 @@ def config_from_flags() -> train.EncoderTrainConfig:
         width=FLAGS.width,
         learning_rate=FLAGS.learning_rate,
         generator_learning_rate=FLAGS.generator_learning_rate,
+        input_missing_ratio=FLAGS.input_missing_ratio,
         data=_train_flags.data_config(),
         loop=_train_flags.loop_config(),
     )

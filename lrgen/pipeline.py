@@ -58,6 +58,10 @@ class RecoverJob:
         ``encoder``: z0 = E(frames) with the trained encoder ``encoder`` (codes on the unit sphere;
         an oracle start, since E sees the frames themselves, as a compressor's sender does).
       encoder: encoder directory or encoder training workdir (``--z_init=encoder``).
+      encoder_input: what the encoder sees: ``frames`` (the true frames: an oracle start) or
+        ``measurements`` (the back-projection Aᵀy, zero-filled where nothing is measured; for
+        operators whose adjoint is an image: identity, missing, denoise, frames). An encoder
+        trained with ``input_missing_ratio`` matches the latter for missing pixels.
       z_seed: seed of ``fixed_z`` / ``fixed_seed`` codes.
       seed: seed of operators, noise, random codes and random generator weights.
       recover: loop hyperparameters.
@@ -74,6 +78,7 @@ class RecoverJob:
     z_dim: int | None = None
     z_init: str = "fixed_z"
     encoder: str = ""
+    encoder_input: str = "frames"
     z_seed: int = 100
     seed: int = 0
     recover: recover.RecoverConfig = dataclasses.field(default_factory=recover.RecoverConfig)
@@ -178,12 +183,25 @@ def _load_encoder(path: str):
     return encoder.load_encoder(path)
 
 
+ENCODER_INPUTS = ("frames", "measurements")
+IMAGE_ADJOINTS = ("identity", "missing", "denoise", "frames")  # kinds whose Aᵀy is an image
+
+
 def check_encoder(job: RecoverJob, frame_shape: tuple[int, int, int], spec: models.GeneratorSpec) -> None:
     """``--z_init=encoder`` needs an ``--encoder`` made for this generator's k and frame size."""
+    if job.encoder_input not in ENCODER_INPUTS:
+        raise ValueError(f"--encoder_input={job.encoder_input}: allowed values are {', '.join(ENCODER_INPUTS)}")
     if job.z_init != "encoder":
         if job.encoder:
             raise ValueError(f"--encoder={job.encoder} is only used with --z_init=encoder (got --z_init={job.z_init})")
+        if job.encoder_input != "frames":
+            raise ValueError(f"--encoder_input={job.encoder_input} is only used with --z_init=encoder")
         return
+    if job.encoder_input == "measurements" and job.measurement.kind not in IMAGE_ADJOINTS:
+        raise ValueError(
+            f"--encoder_input=measurements: needs a measurement whose adjoint is an image "
+            f"({', '.join(IMAGE_ADJOINTS)}); got --measurement={job.measurement.kind}"
+        )
     if not job.encoder:
         raise ValueError("--z_init=encoder needs --encoder=<encoder directory or encoder training workdir>")
     e_spec, _ = _load_encoder(job.encoder)
@@ -220,7 +238,10 @@ def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.Generator
         )
     code_key = jax.random.key(job.z_seed) if job.z_init != "random" else z_key
     if job.z_init == "encoder":
-        z0 = encoder.encode(*_load_encoder(job.encoder), frames)
+        seen = frames
+        if job.encoder_input == "measurements":  # Aᵀy: 0 (mid-grey) where nothing is measured
+            seen = np.clip((np.asarray(operator.A_adjoint(y)) + 1.0) / 2.0, 0.0, 1.0)
+        z0 = encoder.encode(*_load_encoder(job.encoder), seen)
     else:
         z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
     return Sequence(frames, operator, y, z0)

@@ -215,6 +215,11 @@ class EncoderTrainConfig:
       z_dim: must equal the generator's k when given.
       width: g of the encoder (widths g…8g).
       learning_rate: Adam of the encoder (β1 = 0.5); generator_learning_rate: of the generator.
+      input_missing_ratio: r; each input image has a fraction r of its pixels (a fresh random
+        set every step, shared across channels) set to 0, the mid-grey value of [−1, 1] — the
+        zero-filled back-projection Aᵀy of a missing-pixel operator; the target stays the whole
+        image. 0 = clean inputs. Such an encoder gives a start from measurements
+        (``experiments.recover --z_init=encoder --encoder_input=measurements``).
     """
 
     generator: str = ""
@@ -227,10 +232,13 @@ class EncoderTrainConfig:
     width: int = 64
     learning_rate: float = 1e-3
     generator_learning_rate: float = 1e-4
+    input_missing_ratio: float = 0.0
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
 
     def validate(self) -> None:
+        if not 0.0 <= self.input_missing_ratio < 1.0:
+            raise ValueError(f"--input_missing_ratio={self.input_missing_ratio}: must lie in [0, 1)")
         if not self.generator:
             raise ValueError("--generator is required: a generator directory, training workdir or .npz")
         if not 0.0 <= self.pixel_weight <= 1.0:
@@ -280,6 +288,14 @@ def psnr_per_image(x_hat: jax.Array, x: jax.Array) -> jax.Array:
     """PSNR (dB) of each image, both in [−1, 1], measured in [0, 1] (peak 1)."""
     mse = jnp.mean(jnp.square((x_hat - x) / 2), axis=(1, 2, 3))
     return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-12))
+
+
+def drop_pixels(key: jax.Array, x: jax.Array, ratio: float) -> jax.Array:
+    """Set a random fraction ``ratio`` of each image's pixels (all channels) to 0; (N, H, W, C)."""
+    if ratio <= 0:
+        return x
+    keep = jax.random.uniform(key, x.shape[:-1] + (1,)) >= ratio
+    return jnp.where(keep, x, 0.0)
 
 
 def _sphere(key: jax.Array, n: int, k: int) -> jax.Array:
@@ -710,8 +726,8 @@ def _prepare_workdir(workdir: str, cfg, flags: dict | None, extra: dict) -> None
                 old = json.load(f).get("fingerprint")
         except (OSError, json.JSONDecodeError):
             old = None
-        if isinstance(old, dict) and isinstance(old.get("data"), dict):
-            old["data"].setdefault("augment", "none")  # written before augmentation existed
+        if isinstance(old, dict):  # settings added since the checkpoint was written take their defaults
+            _fill_missing(old, json.loads(json.dumps(_fingerprint(type(cfg)()))))
         if old is not None and old != json.loads(json.dumps(fp)):
             diff = sorted(_diff(old, json.loads(json.dumps(fp))))
             raise ValueError(
@@ -729,6 +745,14 @@ def _prepare_workdir(workdir: str, cfg, flags: dict | None, extra: dict) -> None
     with io.atomic_write(config_path) as tmp:
         with open(tmp, "w") as f:
             json.dump(out, f, indent=1, default=str)
+
+
+def _fill_missing(d: dict, defaults: dict) -> None:
+    for key, value in defaults.items():
+        if key not in d:
+            d[key] = value
+        elif isinstance(d[key], dict) and isinstance(value, dict):
+            _fill_missing(d[key], value)
 
 
 def _diff(a, b, prefix="") -> list[str]:
@@ -876,12 +900,15 @@ def train_encoder(
             state["g_opt"] = g_opt.init(g_params)
         return state
 
+    drop_key = jax.random.fold_in(jax.random.key(cfg.loop.seed), 2)
+
     def step(state, idx, images):
         x = data.to_float(images)
         gp0 = state["g_params"] if cfg.finetune_generator else g_params
+        x_in = drop_pixels(jax.random.fold_in(drop_key, state["step"]), x, cfg.input_missing_ratio)
 
         def loss_fn(ep, gp):
-            z, upd = enc.apply({**state["e"], "params": ep}, x, train=True, mutable=["batch_stats"])
+            z, upd = enc.apply({**state["e"], "params": ep}, x_in, train=True, mutable=["batch_stats"])
             x_hat = gen.apply({"params": gp}, z)
             pix = jnp.mean(jnp.square(x_hat - x))
             loss = w * pix
@@ -915,8 +942,11 @@ def train_encoder(
         return new, {"loss": loss, "pixel_loss": pix, "perceptual_loss": perc}
 
     @jax.jit
-    def reconstruct(ev, gp, x):
-        return gen.apply({"params": gp}, enc.apply(ev, x, train=False))
+    def reconstruct(ev, gp, x, x_in):
+        return gen.apply({"params": gp}, enc.apply(ev, x_in, train=False))
+
+    def inputs(x, i):  # the evaluation's inputs: the same pixels dropped at every evaluation
+        return drop_pixels(jax.random.fold_in(jax.random.key(1), i), jnp.asarray(x), cfg.input_missing_ratio)
 
     def _gp(state):
         return state["g_params"] if cfg.finetune_generator else g_params
@@ -925,15 +955,19 @@ def train_encoder(
         psnrs = []
         for i in range(0, len(evaluation), 250):
             x = data.to_float(evaluation[i : i + 250])
-            psnrs.append(np.asarray(psnr_per_image(reconstruct(state["e"], _gp(state), x), x)))
+            psnrs.append(np.asarray(psnr_per_image(reconstruct(state["e"], _gp(state), x, inputs(x, i)), x)))
         return {"psnr_holdout": float(np.mean(np.concatenate(psnrs)))}
 
     def samples(state, s):
-        rec = np.asarray(reconstruct(state["e"], _gp(state), data.to_float(show))) * 0.5 + 0.5
-        _save_samples(workdir, s, [show.astype(np.float32) / 255.0, rec])
+        x = data.to_float(show)
+        x_in = inputs(x, 1_000_000)  # a key of its own (evaluation batches use 0, 250, …)
+        rec = np.asarray(reconstruct(state["e"], _gp(state), x, x_in)) * 0.5 + 0.5
+        rows = [show.astype(np.float32) / 255.0] + ([np.asarray(x_in) * 0.5 + 0.5] if cfg.input_missing_ratio else [])
+        _save_samples(workdir, s, [*rows, rec])
 
     def export(state, s):
         prov = {"step": s, "generator": os.path.abspath(cfg.generator), "finetuned": cfg.finetune_generator}
+        prov["input_missing_ratio"] = cfg.input_missing_ratio
         encoder_lib.save_encoder(os.path.join(workdir, "encoder"), e_spec, state["e"], generator_spec=g_spec, **prov)
         if cfg.finetune_generator:
             checkpoint.save_generator(os.path.join(workdir, "generator"), g_spec, state["g_params"], **prov)
@@ -942,6 +976,7 @@ def train_encoder(
     log(
         f"training an encoder for the {g_spec.arch} generator {cfg.generator} (k={g_spec.z_dim}), "
         f"{'fine-tuning' if cfg.finetune_generator else 'frozen'} generator, perceptual: {phi_name}, w={w}"
+        + (f", inputs with {cfg.input_missing_ratio:.0%} of pixels dropped" if cfg.input_missing_ratio else "")
     )
     out = run_loop(task, cfg.loop, batches, workdir, log)
     out["psnr_holdout"] = out["metrics"].get("psnr_holdout")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from lrgen import pipeline, train
+from lrgen import checkpoint, encoder, measure, pipeline, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
@@ -154,7 +155,9 @@ def trained(digits, tmp_path_factory) -> dict[str, Path]:
     out = run("experiments.train_generator", *tiny(digits), "--z_dim=6", f"--workdir={glo}").stdout
     assert "ETA" in out and "steps/s" in out
     run("experiments.train_generator", *dcgan_args(digits), f"--workdir={dc}")
-    run("experiments.train_encoder", *tiny(digits), f"--generator={dc}", "--width=4", f"--workdir={enc}")
+    # Inputs with half their pixels dropped: trains the path of an encoder for measurements.
+    enc_args = [f"--generator={dc}", "--width=4", "--input_missing_ratio=0.5", f"--workdir={enc}"]
+    run("experiments.train_encoder", *tiny(digits), *enc_args)
     return {"glo": glo, "dcgan": dc, "encoder": enc}
 
 
@@ -230,6 +233,43 @@ def test_recover_loads_trained_generators_and_encoder(trained, tmp_path):
         pipeline.check_encoder(job, (32, 32, 1), spec)
     with pytest.raises(ValueError, match="--z_init=encoder needs --encoder"):
         pipeline.check_encoder(pipeline.RecoverJob(z_init="encoder"), (32, 32, 1), spec)
+    with pytest.raises(ValueError, match="--encoder_input=measurements is only used with --z_init=encoder"):
+        pipeline.check_encoder(pipeline.RecoverJob(encoder_input="measurements"), (32, 32, 1), spec)
+
+
+def test_encoder_start_from_measurements(trained):
+    """--encoder_input=measurements: z0 = E(Aᵀy), the zero-filled observation; refused where Aᵀy is no image."""
+    meta = json.loads((trained["encoder"] / "encoder" / "encoder.json").read_text())
+    assert meta["input_missing_ratio"] == 0.5
+    spec, _ = checkpoint.load_generator(trained["dcgan"])
+    frames = pipeline.load_frames(pipeline.RecoverJob(video="builtin:rotating_digit", image_size=32, num_frames=4))
+    job = pipeline.RecoverJob(
+        generator=str(trained["dcgan"]), z_init="encoder", encoder=str(trained["encoder"]), image_size=32
+    )
+    oracle = pipeline.prepare_sequence(job, frames, spec)
+    measured = pipeline.prepare_sequence(dataclasses.replace(job, encoder_input="measurements"), frames, spec)
+    seen = np.clip((np.asarray(measured.operator.A_adjoint(measured.y)) + 1) / 2, 0, 1)
+    assert (seen == 0.5).mean() > 0.75  # 80 % missing (default): mid-grey where nothing is measured
+    e_spec, e_vars = encoder.load_encoder(trained["encoder"])
+    np.testing.assert_allclose(measured.z0, encoder.encode(e_spec, e_vars, seen), atol=1e-6)
+    np.testing.assert_allclose(oracle.z0, encoder.encode(e_spec, e_vars, frames), atol=1e-6)
+    assert not np.allclose(measured.z0, oracle.z0, atol=1e-3)
+    gaussian = dataclasses.replace(
+        job, encoder_input="measurements", measurement=measure.MeasurementSpec("gaussian", num_measurements=64)
+    )
+    with pytest.raises(ValueError, match="--encoder_input=measurements: needs a measurement whose adjoint is an image"):
+        pipeline.check_encoder(gaussian, (32, 32, 1), spec)
+
+
+def test_drop_pixels_drops_the_ratio_in_all_channels_at_once():
+    x = jnp.ones((4, 32, 32, 3))
+    y = np.asarray(train.drop_pixels(jax.random.key(0), x, 0.8))
+    assert set(np.unique(y)) == {0.0, 1.0}
+    assert np.all(y == y[..., :1])  # one mask per pixel, shared by the channels
+    assert abs((y[..., 0] == 0).mean() - 0.8) < 0.02
+    np.testing.assert_array_equal(train.drop_pixels(jax.random.key(0), x, 0.0), x)
+    with pytest.raises(ValueError, match="--input_missing_ratio=1.0: must lie in"):
+        train.EncoderTrainConfig(generator="g", input_missing_ratio=1.0).validate()
 
 
 def _gen_config(digits, tmp_path, over):
