@@ -92,19 +92,32 @@ def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, par
     return save_tree_dir(directory, META, meta, params, subdir="params")
 
 
-def _read_meta(directory: str) -> dict:
+def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
+    """The JSON of a :func:`save_tree_dir` directory; ValueError naming ``flag`` if it is not one."""
     try:
-        with open(os.path.join(directory, META)) as f:
+        with open(os.path.join(directory, meta_file)) as f:
             meta = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{directory}: unreadable {META} ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{directory}: {META} is not an lrgen generator (format={meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(
-            f"{directory}: generator format version {meta.get('version')} is not supported (need {VERSION})"
-        )
+        raise ValueError(f"{flag}={directory}: unreadable {meta_file} ({' '.join(str(e).split())})") from None
+    if meta.get("format") != fmt:
+        raise ValueError(f"{flag}={directory}: {meta_file} is not an {fmt} (format={meta.get('format')!r})")
     return meta
+
+
+def load_tree(
+    directory: str, abstract: Any, flag: str, subdir: str = "tree", what: str = "the architecture it declares"
+) -> Any:
+    """Restore ``subdir/`` of a :func:`save_tree_dir` directory against ``abstract`` (shapes checked)."""
+    try:
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=process_local())
+        tree = checkpointer.restore(os.path.join(directory, subdir), abstract)
+    except Exception as e:  # orbax raises several types for a tree of other shapes
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{flag}={directory}: weights do not match {what} ({first[:200]})") from None
+    shapes = lambda t: jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), t)  # noqa: E731
+    if shapes(abstract) != shapes(tree):
+        raise ValueError(f"{flag}={directory}: weights do not match {what}")
+    return tree
 
 
 def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
@@ -125,20 +138,15 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
         path = os.path.join(path, "generator")
     if not os.path.isfile(os.path.join(path, META)):
         raise ValueError(f"--generator={path}: directory holds no {META}; not an lrgen generator or training workdir")
-    meta = _read_meta(path)
+    meta = read_tree_meta(path, META, FORMAT, "--generator")
+    if meta.get("version") != VERSION:
+        raise ValueError(
+            f"--generator={path}: generator format version {meta.get('version')} is not supported (need {VERSION})"
+        )
     try:
         spec = models.GeneratorSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
     target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
-    try:
-        params = ocp.StandardCheckpointer(multiprocessing_options=process_local()).restore(
-            os.path.join(path, "params"), target
-        )
-    except Exception as e:  # orbax raises several types for a tree of another shape
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(
-            f"--generator={path}: weights do not match the architecture {spec.to_dict()} ({first[:200]})"
-        ) from None
-    models.check_params(spec, params, path)
+    params = load_tree(path, target, "--generator", subdir="params", what=f"the architecture {spec.to_dict()}")
     return spec, params

@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import dcgan, models
-from lrgen import training_checkpoint as tc
+from lrgen import checkpoint, dcgan, models
 
 FORMAT = "lrgen-encoder"
 VERSION = 1
@@ -58,7 +57,7 @@ def save_encoder(
         "generator_spec": generator_spec.to_dict(),
         **extra,
     }
-    return tc.save_tree_dir(
+    return checkpoint.save_tree_dir(
         directory, META, meta, {"params": variables["params"], "batch_stats": variables["batch_stats"]}
     )
 
@@ -77,7 +76,7 @@ def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
         path = os.path.join(path, "encoder")
     if not os.path.isfile(os.path.join(path, META)):
         raise ValueError(f"--encoder={path}: holds no {META}; not an lrgen encoder or encoder training workdir")
-    meta = tc.read_tree_meta(path, META, FORMAT, "--encoder")
+    meta = checkpoint.read_tree_meta(path, META, FORMAT, "--encoder")
     if meta.get("version") != VERSION:
         raise ValueError(
             f"--encoder={path}: encoder format version {meta.get('version')} is not supported (need {VERSION})"
@@ -87,7 +86,7 @@ def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--encoder={path}: malformed architecture in {META} ({e})") from None
     abstract = jax.eval_shape(lambda: spec.init(jax.random.key(0)))
-    return spec, tc.load_tree(path, abstract, "--encoder")
+    return spec, checkpoint.load_tree(path, abstract, "--encoder")
 
 
 def generator_spec_of(path: str | os.PathLike) -> models.GeneratorSpec | None:
@@ -95,7 +94,7 @@ def generator_spec_of(path: str | os.PathLike) -> models.GeneratorSpec | None:
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(os.path.join(path, META)):
         path = os.path.join(path, "encoder")
-    meta = tc.read_tree_meta(path, META, FORMAT, "--encoder")
+    meta = checkpoint.read_tree_meta(path, META, FORMAT, "--encoder")
     return models.GeneratorSpec.from_dict(meta["generator_spec"]) if "generator_spec" in meta else None
 
 

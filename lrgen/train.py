@@ -692,7 +692,7 @@ def _dcgan_task(
             "channels": C,
             "step": s,
         }
-        tc.save_tree_dir(os.path.join(workdir, "discriminator"), DISCRIMINATOR_META, meta, state["d"])
+        checkpoint.save_tree_dir(os.path.join(workdir, "discriminator"), DISCRIMINATOR_META, meta, state["d"])
 
     return Task("dcgan", init, step, export, samples)
 
@@ -819,11 +819,11 @@ def load_discriminator(path: str) -> tuple[dcgan.Discriminator, dict, dict]:
         path = os.path.join(path, "discriminator")
     if not os.path.isfile(os.path.join(path, DISCRIMINATOR_META)):
         raise ValueError(f"--discriminator={path}: holds no {DISCRIMINATOR_META}; not a DCGAN training workdir")
-    meta = tc.read_tree_meta(path, DISCRIMINATOR_META, DISCRIMINATOR_FORMAT, "--discriminator")
+    meta = checkpoint.read_tree_meta(path, DISCRIMINATOR_META, DISCRIMINATOR_FORMAT, "--discriminator")
     disc = dcgan.Discriminator(tuple(meta["features"]))
     shape = (1, meta["image_size"], meta["image_size"], meta["channels"])
     abstract = jax.eval_shape(lambda: dict(disc.init(jax.random.key(0), jnp.zeros(shape), train=False)))
-    return disc, tc.load_tree(path, abstract, "--discriminator"), meta
+    return disc, checkpoint.load_tree(path, abstract, "--discriminator"), meta
 
 
 def _perceptual(cfg: EncoderTrainConfig, channels: int) -> tuple[Callable | None, str]:

@@ -13,15 +13,12 @@ with one line rather than a tree-mismatch traceback.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-
-from lrgen.checkpoint import process_local, save_tree_dir  # noqa: F401  (save_tree_dir: re-exported)
 
 SUBDIR = "checkpoints"
 
@@ -90,29 +87,3 @@ def _check_shapes(abstract: Any, state: Any, what: str, step: int) -> None:
     got = jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), state)
     if want != got:
         raise ValueError(f"{what}: its checkpoint {step} does not match this run's architecture; use another --workdir")
-
-
-def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
-    """The JSON of a :func:`save_tree_dir` directory; ValueError naming ``flag`` if it is not one."""
-    try:
-        with open(os.path.join(directory, meta_file)) as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{flag}={directory}: unreadable {meta_file} ({' '.join(str(e).split())})") from None
-    if meta.get("format") != fmt:
-        raise ValueError(f"{flag}={directory}: {meta_file} is not an {fmt} (format={meta.get('format')!r})")
-    return meta
-
-
-def load_tree(directory: str, abstract: Any, flag: str) -> Any:
-    """Restore the ``tree/`` of a :func:`save_tree_dir` directory against ``abstract``."""
-    try:
-        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=process_local())
-        tree = checkpointer.restore(os.path.join(directory, "tree"), abstract)
-    except Exception as e:  # orbax raises several types for a tree of other shapes
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ValueError(
-            f"{flag}={directory}: weights do not match the architecture it declares ({first[:200]})"
-        ) from None
-    _check_shapes(abstract, tree, f"{flag}={directory}", 0)
-    return tree

@@ -17,7 +17,6 @@ import pytest
 
 from lrgen import checkpoint, dcgan, models
 from lrgen import encoder as encoder_lib
-from lrgen import training_checkpoint as tc
 
 
 @pytest.fixture
@@ -160,6 +159,6 @@ def test_tree_dir_refuses_foreign_directory(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("x")
     with pytest.raises(ValueError, match="refusing to replace it"):
-        tc.save_tree_dir(tmp_path / "mine", "thing.json", {"format": "x"}, {"a": np.zeros(2)})
+        checkpoint.save_tree_dir(tmp_path / "mine", "thing.json", {"format": "x"}, {"a": np.zeros(2)})
     assert (tmp_path / "mine" / "keep.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
