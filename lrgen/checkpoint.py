@@ -104,6 +104,27 @@ def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
     return meta
 
 
+def open_tree_dir(
+    path: str | os.PathLike, meta_file: str, fmt: str, flag: str, *, subdir: str, kind: str, version: int | None = None
+) -> tuple[str, dict]:
+    """(directory, metadata) of a :func:`save_tree_dir` directory given as itself or as the workdir holding it.
+
+    ``path`` may be the directory or a workdir whose ``subdir/`` is the directory. ``kind`` says
+    what was expected, for the error; with ``version``, the metadata must record that version.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(os.path.join(path, meta_file)) and os.path.isfile(os.path.join(path, subdir, meta_file)):
+        path = os.path.join(path, subdir)
+    if not os.path.isfile(os.path.join(path, meta_file)):
+        raise ValueError(f"{flag}={path}: holds no {meta_file}; not {kind}")
+    meta = read_tree_meta(path, meta_file, fmt, flag)
+    if version is not None and meta.get("version") != version:
+        raise ValueError(
+            f"{flag}={path}: {meta_file} format version {meta.get('version')} is not supported (need {version})"
+        )
+    return path, meta
+
+
 def load_tree(
     directory: str, abstract: Any, flag: str, subdir: str = "tree", what: str = "the architecture it declares"
 ) -> Any:
@@ -134,15 +155,8 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
         if path.endswith(".npz"):
             return models.load_torch_npz(path)
         raise ValueError(f"--generator={path}: expected an lrgen generator directory or an .npz state dict")
-    if not os.path.isfile(os.path.join(path, META)) and os.path.isfile(os.path.join(path, "generator", META)):
-        path = os.path.join(path, "generator")
-    if not os.path.isfile(os.path.join(path, META)):
-        raise ValueError(f"--generator={path}: directory holds no {META}; not an lrgen generator or training workdir")
-    meta = read_tree_meta(path, META, FORMAT, "--generator")
-    if meta.get("version") != VERSION:
-        raise ValueError(
-            f"--generator={path}: generator format version {meta.get('version')} is not supported (need {VERSION})"
-        )
+    kind = "an lrgen generator or training workdir"
+    path, meta = open_tree_dir(path, META, FORMAT, "--generator", subdir="generator", kind=kind, version=VERSION)
     try:
         spec = models.GeneratorSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError) as e:

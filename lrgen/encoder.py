@@ -72,15 +72,8 @@ def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise ValueError(f"--encoder={path}: no such directory (expected an encoder directory or training workdir)")
-    if not os.path.isfile(os.path.join(path, META)) and os.path.isfile(os.path.join(path, "encoder", META)):
-        path = os.path.join(path, "encoder")
-    if not os.path.isfile(os.path.join(path, META)):
-        raise ValueError(f"--encoder={path}: holds no {META}; not an lrgen encoder or encoder training workdir")
-    meta = checkpoint.read_tree_meta(path, META, FORMAT, "--encoder")
-    if meta.get("version") != VERSION:
-        raise ValueError(
-            f"--encoder={path}: encoder format version {meta.get('version')} is not supported (need {VERSION})"
-        )
+    kind = "an lrgen encoder or encoder training workdir"
+    path, meta = checkpoint.open_tree_dir(path, META, FORMAT, "--encoder", subdir="encoder", kind=kind, version=VERSION)
     try:
         spec = dcgan.EncoderSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError) as e:
@@ -91,10 +84,8 @@ def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
 
 def generator_spec_of(path: str | os.PathLike) -> models.GeneratorSpec | None:
     """The generator architecture an encoder directory (or workdir) was trained for, if recorded."""
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(os.path.join(path, META)):
-        path = os.path.join(path, "encoder")
-    meta = checkpoint.read_tree_meta(path, META, FORMAT, "--encoder")
+    kind = "an lrgen encoder or encoder training workdir"
+    _, meta = checkpoint.open_tree_dir(path, META, FORMAT, "--encoder", subdir="encoder", kind=kind)
     return models.GeneratorSpec.from_dict(meta["generator_spec"]) if "generator_spec" in meta else None
 
 

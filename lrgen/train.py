@@ -814,12 +814,10 @@ def train_generator(
 # --------------------------------------------------------------------------- encoder
 def load_discriminator(path: str) -> tuple[dcgan.Discriminator, dict, dict]:
     """(module, variables, meta) of a DCGAN workdir's (or a ``discriminator/`` dir's) discriminator."""
-    path = os.path.abspath(path)
-    if not os.path.isfile(os.path.join(path, DISCRIMINATOR_META)):
-        path = os.path.join(path, "discriminator")
-    if not os.path.isfile(os.path.join(path, DISCRIMINATOR_META)):
-        raise ValueError(f"--discriminator={path}: holds no {DISCRIMINATOR_META}; not a DCGAN training workdir")
-    meta = checkpoint.read_tree_meta(path, DISCRIMINATOR_META, DISCRIMINATOR_FORMAT, "--discriminator")
+    kind = "a DCGAN training workdir"
+    path, meta = checkpoint.open_tree_dir(
+        path, DISCRIMINATOR_META, DISCRIMINATOR_FORMAT, "--discriminator", subdir="discriminator", kind=kind
+    )
     disc = dcgan.Discriminator(tuple(meta["features"]))
     shape = (1, meta["image_size"], meta["image_size"], meta["channels"])
     abstract = jax.eval_shape(lambda: dict(disc.init(jax.random.key(0), jnp.zeros(shape), train=False)))
