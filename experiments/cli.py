@@ -33,13 +33,14 @@ def user_errors() -> Iterator[None]:
     """Turn a user mistake (ValueError) or a diverged optimisation into one line and exit status 1.
 
     The library raises ValueError naming the flag or file, the bad value and what is allowed;
-    a traceback would only bury that line.
+    a traceback would only bury that line. An OSError that gets past the checks (the disk
+    fills, a file vanishes mid-run) names its file and is reported the same way.
     """
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     try:
         yield
-    except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, FloatingPointError, OSError) as e:
+        print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         sys.exit(1)
 
 

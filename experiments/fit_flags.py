@@ -15,7 +15,7 @@ FLAGS = flags.FLAGS
 # Data.
 flags.DEFINE_string("video", "", "Frame folder, video file (mp4/avi/gif), .npy/.npz array, or builtin:<name>.")
 flags.DEFINE_integer("image_size", 64, "Frames are center-cropped and resized to this square size (32, 64 or 128).")
-flags.DEFINE_integer("num_frames", 32, "Use the first T frames (0 = all).")
+flags.DEFINE_integer("num_frames", None, "Use the first T frames, which must exist (0 = all; default: all frames, at most 32).")
 flags.DEFINE_bool("grayscale", True, "Convert frames to one channel (--nograyscale keeps RGB).")
 # Model and codes.
 flags.DEFINE_string(
@@ -59,5 +59,5 @@ def check_common() -> None:
     """Checks that need no data; the rest happen in the library."""
     if FLAGS.image_size not in (32, 64, 128):
         raise ValueError(f"--image_size={FLAGS.image_size}: allowed values are 32, 64, 128")
-    if FLAGS.num_frames < 0:
+    if FLAGS.num_frames is not None and FLAGS.num_frames < 0:
         raise ValueError(f"--num_frames={FLAGS.num_frames}: must be ≥ 0 (0 = all frames)")

@@ -23,7 +23,7 @@ import os
 from absl import app, flags
 
 from experiments import cli, fit_flags
-from lrgen import interpolate, pipeline, recover
+from lrgen import interpolate, io, pipeline, recover
 
 FLAGS = flags.FLAGS
 
@@ -76,11 +76,20 @@ def job_from_flags() -> pipeline.RecoverJob:
     return interpolate.make_job(job, FLAGS.observe_every or 1)
 
 
+def check_workdir() -> None:
+    """--workdir can be written and overwrites none of the inputs (the fit's generator/ included)."""
+    io.check_output_dir(FLAGS.workdir, "--workdir")
+    inputs = {"--recover_workdir": FLAGS.recover_workdir, "--video": FLAGS.video, "--generator": FLAGS.generator}
+    io.check_not_inputs("--workdir", FLAGS.workdir, inputs)
+    if FLAGS.video and FLAGS.update != "latent":  # the fit's tuned generator/ is written there
+        written = os.path.join(FLAGS.workdir, "generator")
+        io.check_not_inputs("--workdir", FLAGS.workdir, inputs, written=written, inside=True)
+
+
 def run(log) -> None:
     if bool(FLAGS.video) == bool(FLAGS.recover_workdir):
         raise ValueError("give exactly one of --video (fit the observed frames here) and --recover_workdir")
-    if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
-        raise ValueError(f"--workdir={FLAGS.workdir}: exists and is not a directory")
+    check_workdir()
     config = config_from_flags()
     if FLAGS.observe_every is not None and FLAGS.observe_every < 1:
         raise ValueError(f"--observe_every={FLAGS.observe_every}: must be ≥ 1")

@@ -15,7 +15,7 @@ import jax
 from absl import app, flags
 
 from experiments import cli
-from lrgen import batch, measure, pipeline, recover
+from lrgen import batch, io, measure, pipeline, recover
 
 FLAGS = flags.FLAGS
 
@@ -25,7 +25,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("workdir", None, "Output directory (created).")
 flags.DEFINE_integer("image_size", 64, "Frames are center-cropped and resized to this square size (32, 64 or 128).")
-flags.DEFINE_integer("num_frames", 32, "Use the first T frames (0 = all).")
+flags.DEFINE_integer("num_frames", None, "Use the first T frames, which must exist (0 = all; default: all frames, at most 32).")
 flags.DEFINE_bool("grayscale", True, "Convert frames to one channel (--nograyscale keeps RGB).")
 # Measurements.
 flags.DEFINE_enum("measurement", "missing", list(measure.KINDS), "Measurement operator.")
@@ -88,8 +88,12 @@ def job_from_flags() -> pipeline.RecoverJob:
     for name in ("image_size",):
         if FLAGS[name].value not in (32, 64, 128):
             raise ValueError(f"--{name}={FLAGS[name].value}: allowed values are 32, 64, 128")
-    if FLAGS.num_frames < 0:
+    if FLAGS.num_frames is not None and FLAGS.num_frames < 0:
         raise ValueError(f"--num_frames={FLAGS.num_frames}: must be ≥ 0 (0 = all frames)")
+    if not FLAGS.manifest:
+        ignored = [f"--{n}" for n in ("batch_size", "checkpoint_every") if FLAGS[n].present]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)}: only used with --manifest (batch jobs); drop it or add --manifest")
     if FLAGS.z_dim is not None and FLAGS.z_dim < 1:
         raise ValueError(f"--z_dim={FLAGS.z_dim}: must be ≥ 1")
     return pipeline.RecoverJob(
@@ -138,6 +142,8 @@ def run_manifest(job: pipeline.RecoverJob, log) -> None:
     """Each process recovers its share of the manifest; process 0 writes the summary."""
     from jax.experimental import multihost_utils
 
+    io.check_output_dir(FLAGS.workdir, "--workdir")
+    io.check_not_inputs("--workdir", FLAGS.workdir, {"--manifest": FLAGS.manifest, "--generator": FLAGS.generator})
     init_distributed()
     options = batch.BatchOptions(
         batch_size=FLAGS.batch_size,

@@ -56,21 +56,31 @@ def read_manifest(path: str) -> list[str]:
         raise ValueError(f"--manifest={path}: no such file")
     base = os.path.dirname(os.path.abspath(path))
     videos: list[str] = []
-    with open(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            pattern = line if os.path.isabs(line) else os.path.join(base, line)
-            if glob.has_magic(pattern):
-                matches = sorted(glob.glob(pattern))
-                if not matches:
-                    raise ValueError(f"--manifest={path}: line {lineno} ({line!r}) matches no file")
-                videos.extend(matches)
-            elif os.path.exists(pattern):
-                videos.append(pattern)
-            else:
-                raise ValueError(f"--manifest={path}: line {lineno}: {line} does not exist")
+    with open(path, "rb") as f:
+        raw_bytes = f.read()
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"--manifest={path}: not a text file (byte {raw_bytes[e.start]:#04x} at offset {e.start} is not UTF-8); "
+            "allowed is a UTF-8 text file with one video path or glob per line"
+        ) from None
+    if "\0" in text:
+        raise ValueError(f"--manifest={path}: not a text file (it holds NUL bytes); allowed is one video path per line")
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pattern = line if os.path.isabs(line) else os.path.join(base, line)
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise ValueError(f"--manifest={path}: line {lineno} ({line!r}) matches no file")
+            videos.extend(matches)
+        elif os.path.exists(pattern):
+            videos.append(pattern)
+        else:
+            raise ValueError(f"--manifest={path}: line {lineno}: {line} does not exist")
     videos = list(dict.fromkeys(os.path.normpath(v) for v in videos))
     if not videos:
         raise ValueError(f"--manifest={path}: lists no videos")

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lrgen import models
+from lrgen import io, models
 
 
 def process_local() -> ocp.options.MultiprocessingOptions:
@@ -97,8 +97,10 @@ def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
     try:
         with open(os.path.join(directory, meta_file)) as f:
             meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all
         raise ValueError(f"{flag}={directory}: unreadable {meta_file} ({' '.join(str(e).split())})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{flag}={directory}: {meta_file} holds a JSON {type(meta).__name__}, not an {fmt} record")
     if meta.get("format") != fmt:
         raise ValueError(f"{flag}={directory}: {meta_file} is not an {fmt} (format={meta.get('format')!r})")
     return meta
@@ -138,7 +140,21 @@ def load_tree(
     shapes = lambda t: jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), t)  # noqa: E731
     if shapes(abstract) != shapes(tree):
         raise ValueError(f"{flag}={directory}: weights do not match {what}")
+    check_finite(tree, f"{flag}={directory}")
     return tree
+
+
+def check_finite(tree: Any, where: str) -> None:
+    """Refuse weights holding NaN or ±inf when they are loaded, naming where they came from.
+
+    Such weights (a diverged run's, or a damaged file's) would otherwise surface much later as
+    a non-finite loss, blamed on a step size or a learning rate.
+    """
+    leaves = [np.asarray(a) for a in jax.tree.leaves(tree)]
+    bad = sum(int(np.size(a) - np.count_nonzero(np.isfinite(a))) for a in leaves if np.issubdtype(a.dtype, np.inexact))
+    if bad:
+        total = sum(int(np.size(a)) for a in leaves)
+        raise ValueError(f"{where}: {bad} of {total} weights are NaN or infinite; allowed are finite weights")
 
 
 def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
@@ -153,7 +169,12 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
         raise ValueError(f"--generator={path}: no such file or directory")
     if os.path.isfile(path):
         if path.endswith(".npz"):
-            return models.load_torch_npz(path)
+            state = io.read_array_file(path, f"--generator={path}")
+            if not isinstance(state, dict):  # a bare .npy array under an .npz name
+                raise ValueError(f"--generator={path}: holds a single array, not a state dict archive (.npz)")
+            spec, params = models.params_from_torch_state_dict(state, f"--generator={path}")
+            check_finite(params, f"--generator={path}")
+            return spec, params
         raise ValueError(f"--generator={path}: expected an lrgen generator directory or an .npz state dict")
     kind = "an lrgen generator or training workdir"
     path, meta = open_tree_dir(path, META, FORMAT, "--generator", subdir="generator", kind=kind, version=VERSION)

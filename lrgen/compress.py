@@ -163,6 +163,7 @@ class CompressConfig:
                 + ("" if has_encoder else " (0 is allowed only with --encoder)")
             )
         self.recover_config().validate(n, z_dim)
+        recover.check_seed("--z_seed", self.z_seed)
         if self.z_init not in Z_INITS:
             raise ValueError(f"--z_init={self.z_init}: allowed values are {', '.join(Z_INITS)} (or use --encoder)")
 
@@ -438,6 +439,8 @@ def _invalid(where: str, what: str) -> ValueError:
 def read(path: str | os.PathLike, where: str | None = None) -> Codes:
     """Read and validate a compressed video file."""
     where = where or f"--input={path}"
+    if os.path.isdir(path):
+        raise ValueError(f"{where}: is a directory; expected a compressed video file")
     if not os.path.isfile(path):
         raise ValueError(f"{where}: no such file")
     with open(path, "rb") as f:
@@ -500,7 +503,8 @@ class CompressJob:
       generator: lrgen generator directory, training workdir or original .npz.
       encoder: path of a trained encoder ('' = latent optimisation only).
       image_size: frame size; None = the generator's.
-      num_frames: first T frames (0 = all).
+      num_frames: first T frames, which must exist (0 = all; None = all, at most
+        ``pipeline.DEFAULT_NUM_FRAMES``).
       grayscale: one channel; None = as many as the generator makes.
       config: how to encode.
     """
@@ -509,7 +513,7 @@ class CompressJob:
     generator: str
     encoder: str = ""
     image_size: int | None = None
-    num_frames: int = 32
+    num_frames: int | None = None
     grayscale: bool | None = None
     config: CompressConfig = dataclasses.field(default_factory=CompressConfig)
 
@@ -602,7 +606,7 @@ def encode_codes(z: np.ndarray, header: Header, spec, params) -> tuple[bytes, np
     return data, frames
 
 
-def load_video_for(job: CompressJob, spec: models.GeneratorSpec) -> np.ndarray:
+def load_video_for(job: CompressJob, spec: models.GeneratorSpec, log: Callable[[str], None] | None = None) -> np.ndarray:
     """The job's frames at the generator's size and channels (checked against the flags)."""
     size = job.image_size if job.image_size is not None else spec.image_size
     gray = job.grayscale if job.grayscale is not None else spec.channels == 1
@@ -612,7 +616,7 @@ def load_video_for(job: CompressJob, spec: models.GeneratorSpec) -> np.ndarray:
             f"--image_size={size} --{'' if gray else 'no'}grayscale asks for {size}×{size}×{1 if gray else 3}"
         )
     rj = pipeline.RecoverJob(video=job.video, image_size=size, num_frames=job.num_frames, grayscale=gray)
-    frames = pipeline.load_frames(rj)
+    frames = pipeline.load_frames(rj, log)
     if not np.all(np.isfinite(frames)):
         raise ValueError(f"--video={job.video}: frames contain NaN or infinite values")
     return frames
@@ -636,11 +640,14 @@ def compress_video(
         raise ValueError("--video is required")
     if not job.generator:
         raise ValueError("--generator is required (the decoder needs the same generator)")
-    if os.path.isdir(output):
-        raise ValueError(f"--output={output}: is a directory; give a file name")
+    io.check_output_file(output, "--output")
+    io.check_output_file(output + ".json", "--output")
+    inputs = {"--video": job.video, "--generator": job.generator, "--encoder": job.encoder}
+    for written in (output, output + ".json"):
+        io.check_not_inputs("--output", output, inputs, written=written)
     spec, params = checkpoint.load_generator(job.generator)
     enc = load_encoder(job.encoder) if job.encoder else None
-    frames = load_video_for(job, spec)
+    frames = load_video_for(job, spec, log)
     cfg = job.config
     cfg.validate(frames.shape[0], spec.z_dim, has_encoder=enc is not None)
     header = make_header(cfg, frames.shape, spec, params, job.generator)
@@ -726,8 +733,8 @@ def decompress_file(
         raise ValueError(
             f"--output={output}: unsupported extension {ext!r}; allowed are {', '.join(OUTPUT_EXTENSIONS)}"
         )
-    if os.path.isdir(output):
-        raise ValueError(f"--output={output}: is a directory; give a file name")
+    io.check_output_file(output, "--output")
+    io.check_not_inputs("--output", output, {"--input": input_path, "--generator": generator})
     if not 1 <= factor <= interpolate.MAX_FACTOR:
         raise ValueError(f"--factor={factor}: must lie in [1, {interpolate.MAX_FACTOR}]")
     codes = read(input_path)
@@ -743,6 +750,7 @@ def decompress_file(
                 f"--input={input_path}: its generator {h.generator_path or '(none recorded)'} is not found here; "
                 "pass --generator=<the generator it was compressed with>"
             )
+    io.check_not_inputs("--output", output, {"its generator": path})
     spec, params = checkpoint.load_generator(path)
     check_generator(h, spec, params, path)
     frames = decode(codes, spec, params, factor=factor)

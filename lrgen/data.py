@@ -204,6 +204,8 @@ def load_images(
         raise ValueError(f"--dataset={dataset}: allowed values are {', '.join(DATASETS)}")
     if max_images < 0:
         raise ValueError(f"--max_images={max_images}: must be ≥ 0 (0 = all)")
+    if crop < 0:
+        raise ValueError(f"--crop={crop}: must be ≥ 0 (0 = the shorter side)")
     if dataset == "builtin_mnist":
         raw = _builtin_mnist()
     else:

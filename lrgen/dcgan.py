@@ -50,6 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lrgen import io
+
 _DN = ("NHWC", "HWIO", "NHWC")
 _INIT = nn.initializers.normal(0.02)  # Radford et al. 2016: weights ~ N(0, 0.02²)
 BN_MOMENTUM = 0.9
@@ -321,11 +323,13 @@ def load_vgg19(path: str | os.PathLike, layer: str) -> dict:
     """
     if layer not in VGG_LAYER_NAMES:
         raise ValueError(f"--vgg_layer={layer}: allowed values are {', '.join(VGG_LAYER_NAMES)}")
+    data = io.read_array_file(os.fspath(path), f"--vgg_weights={path}")
+    if not isinstance(data, dict):
+        raise ValueError(f"--vgg_weights={path}: holds a single array; expected an .npz of named weights")
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as f:
-            data = {k: np.asarray(f[k], np.float32) for k in f.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"--vgg_weights={path}: cannot be read as an .npz ({' '.join(str(e).split())})") from None
+        data = {k: np.asarray(v, np.float32) for k, v in data.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--vgg_weights={path}: holds non-numeric arrays ({' '.join(str(e).split())})") from None
     weights, c_in = {}, 3
     for item in VGG19_LAYERS:
         if item == "pool":
@@ -341,6 +345,8 @@ def load_vgg19(path: str | os.PathLike, layer: str) -> dict:
                 f"--vgg_weights={path}: {name}/kernel has shape {kernel.shape} and bias {bias.shape}; "
                 f"expected (3, 3, {c_in}, C) HWIO and (C,)"
             )
+        if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
+            raise ValueError(f"--vgg_weights={path}: {name} holds NaN or infinite values; allowed are finite weights")
         weights[name] = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
         c_in = kernel.shape[3]
         if "relu" + name[4:] == layer:

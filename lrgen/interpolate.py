@@ -276,7 +276,7 @@ def fit_observed(
     with the identity operator by :class:`lrgen.recover.Recoverer`. ``check(T)`` runs after the
     frames are loaded and before anything is compiled (the caller's own validation).
     """
-    frames = pipeline.load_frames(job)
+    frames = pipeline.load_frames(job, log)
     T = frames.shape[0]
     if check is not None:
         check(T)
@@ -361,10 +361,11 @@ def load_recover_workdir(workdir: str, observe_every: int | None = None) -> Fit:
             m = json.load(f)
         job = job_from_dict(m["job"])
         spec = models.GeneratorSpec.from_dict(m["generator_spec"])
-        with np.load(rpath, allow_pickle=False) as r:
-            z = np.asarray(r["z"], np.float32)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        z = np.asarray(io.read_array_file(rpath, f"{where}: reconstruction.npz")["z"], np.float32)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise ValueError(f"{where}: unreadable metrics.json or reconstruction.npz ({io._one_line(e)})") from None
+    if z.ndim != 2 or not np.all(np.isfinite(z)):
+        raise ValueError(f"{where}: reconstruction.npz holds codes z of shape {z.shape} that are not a finite (T, k) matrix")
     run_every = job.measurement.observe_every if job.measurement.kind == "frames" else 1
     if observe_every is not None and observe_every != run_every:
         raise ValueError(
@@ -372,6 +373,11 @@ def load_recover_workdir(workdir: str, observe_every: int | None = None) -> Fit:
             f"(--measurement={job.measurement.kind}); leave --observe_every unset or pass {run_every}"
         )
     gdir = os.path.join(workdir, "generator")
+    if job.recover.trains_generator and not os.path.isdir(gdir):
+        raise ValueError(
+            f"{where}: the run tuned its generator ({job.recover.update} update) but {gdir} is missing; "
+            "its codes only fit that generator"
+        )
     if os.path.isdir(gdir):
         spec, params = checkpoint.load_generator(gdir)
         source = gdir

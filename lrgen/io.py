@@ -98,6 +98,117 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+# --------------------------------------------------------------------------- paths a user names
+def read_array_file(path: str | os.PathLike, where: str) -> np.ndarray | dict[str, np.ndarray]:
+    """Every array of a .npy (the array) or an .npz (a dict name → array), read into memory now.
+
+    Reading every member here means a damaged file fails here, with one message, whatever the
+    damage: NumPy reports a truncated .npz as ``zipfile.BadZipFile``, a damaged member as
+    ``zlib.error`` or a CRC error, a short .npy as ``EOFError`` or ``ValueError``, and an .npz
+    is otherwise read lazily, member by member, long after it was opened.
+
+    Args:
+      path: the file (.npy or .npz; NumPy tells them apart by their first bytes).
+      where: how the error names the culprit, e.g. ``--vgg_weights=w.npz``.
+
+    Raises:
+      ValueError: ``where: ...`` when the path is missing, a directory, or not a readable array file.
+    """
+    if not os.path.exists(path):
+        raise ValueError(f"{where}: no such file")
+    if os.path.isdir(path):
+        raise ValueError(f"{where}: is a directory; expected a .npy or .npz file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return {name: data[name] for name in data.files}
+        return data
+    # NumPy, zipfile and zlib raise many unrelated types; to a user they all mean the same thing.
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{where}: cannot be read as .npy/.npz ({_one_line(e)})") from None
+
+
+def _creatable(path: str, flag: str, what: str) -> None:
+    """Raise unless ``path`` (absent) can be created: its nearest existing ancestor is a writable folder."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag}={path}: cannot create this {what}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}={path}: cannot create this {what}: no permission to write in {parent}")
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any work, an output file name that cannot be written.
+
+    Args:
+      path: the file the run will write (replacing it if it exists).
+      flag: the flag that named it, for the message (``--output``).
+
+    Raises:
+      ValueError: ``path`` is empty, names a directory, is not writable, or its folder cannot
+        be created (a parent is a file, or there is no permission).
+    """
+    path = os.fspath(path)
+    if not path.strip():
+        raise ValueError(f"{flag}={path}: is empty; allowed is a file name")
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise ValueError(f"{flag}={path}: is a directory; allowed is a file name")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{flag}={path}: exists and is not writable")
+        return
+    _creatable(path, flag, "file")
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any work, an output directory that cannot be written.
+
+    Raises:
+      ValueError: ``path`` is empty, exists and is not a directory, is not writable, or cannot
+        be created (a parent is a file, or there is no permission).
+    """
+    path = os.fspath(path)
+    if not path.strip():
+        raise ValueError(f"{flag}={path}: is empty; allowed is a directory name")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{flag}={path}: exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{flag}={path}: is not writable")
+        return
+    _creatable(path, flag, "directory")
+
+
+def check_not_inputs(
+    flag: str, value: str | os.PathLike, inputs: dict[str, str], *, written: str | None = None, inside: bool = False
+) -> None:
+    """Refuse an output that is one of the run's inputs (or, with ``inside``, holds one).
+
+    Args:
+      flag, value: the output's flag and value, e.g. ``--output``, ``runs/v.lrgv``.
+      inputs: flag → path of every input; empty and ``builtin:`` entries are skipped.
+      written: the path actually written, when it is not ``value`` itself (e.g. a file or a
+        subdirectory of a ``--workdir``).
+      inside: also refuse an input inside the written path (a directory replaced as a whole).
+
+    Raises:
+      ValueError: naming both flags.
+    """
+    out = os.path.realpath(os.fspath(written if written is not None else value))
+    for name, path in inputs.items():
+        if not path or str(path).startswith("builtin:"):
+            continue
+        src = os.path.realpath(os.fspath(path))
+        if src == out or (inside and src.startswith(out + os.sep)):
+            target = "" if written is None else f" (it writes {written})"
+            raise ValueError(
+                f"{flag}={value}: would overwrite the input {name}={path}{target}; allowed is a path that is not an input"
+            )
+
+
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     """Float in [0, 1] (clipped) or uint8 → uint8, rounding to the nearest level."""
     x = np.asarray(x)
@@ -198,9 +309,12 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _check_count(path: Path, available: int, num_frames: int | None) -> None:
-    if num_frames is not None and available < num_frames:
-        raise ValueError(f"load_video({path}): it has {available} frames but num_frames={num_frames} were asked for")
+def _check_count(path: Path, available: int, num_frames: int | None, strict: bool) -> None:
+    if strict and num_frames is not None and available < num_frames:
+        raise ValueError(
+            f"load_video({path}): it has {available} frames but num_frames={num_frames} were asked for; "
+            f"allowed is at most {available}"
+        )
 
 
 def _read_frame(f: Path, path: Path) -> Image.Image:
@@ -215,7 +329,7 @@ def _read_frame(f: Path, path: Path) -> Image.Image:
         raise ValueError(f"load_video({path}): cannot decode frame {f}: {_one_line(e)}") from None
 
 
-def _load_folder(path: Path, *, image_size, grayscale, num_frames) -> np.ndarray:
+def _load_folder(path: Path, *, image_size, grayscale, num_frames, strict) -> np.ndarray:
     files = sorted(
         (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS),
         key=lambda p: p.name,
@@ -225,7 +339,7 @@ def _load_folder(path: Path, *, image_size, grayscale, num_frames) -> np.ndarray
             f"load_video({path}): the folder holds no frame images; allowed extensions are "
             f"{', '.join(FRAME_EXTENSIONS)} (any case)"
         )
-    _check_count(path, len(files), num_frames)
+    _check_count(path, len(files), num_frames, strict)
     files = files[:num_frames] if num_frames is not None else files
     frames, first_size, channels = [], None, None
     for f in files:
@@ -242,7 +356,7 @@ def _load_folder(path: Path, *, image_size, grayscale, num_frames) -> np.ndarray
     return np.stack(frames)
 
 
-def _load_video_file(path: Path, *, image_size, grayscale, num_frames) -> np.ndarray:
+def _load_video_file(path: Path, *, image_size, grayscale, num_frames, strict) -> np.ndarray:
     import imageio.v3 as iio  # imported here: only video files need imageio and its plugins
 
     plugin = "pillow" if path.suffix.lower() == ".gif" else "pyav"
@@ -267,30 +381,21 @@ def _load_video_file(path: Path, *, image_size, grayscale, num_frames) -> np.nda
         raise ValueError(f"load_video({path}): cannot decode the video file: {_one_line(e)}") from None
     if not frames:
         raise ValueError(f"load_video({path}): the video file holds no frames")
-    _check_count(path, len(frames), num_frames)
+    _check_count(path, len(frames), num_frames, strict)
     return np.stack(frames)
 
 
 def _read_array(path: Path) -> np.ndarray:
-    try:
-        if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as f:
-            keys = list(f.keys())
-            if "frames" in keys:
-                return f["frames"]
-            if len(keys) != 1:
-                raise ValueError(
-                    f"load_video({path}): the npz holds arrays {keys}; allowed is one named 'frames' "
-                    "or exactly one array"
-                )
-            return f[keys[0]]
-    except ValueError as e:
-        if str(path) in str(e):
-            raise
-        raise ValueError(f"load_video({path}): cannot read the array: {_one_line(e)}") from None
-    except (OSError, EOFError) as e:
-        raise ValueError(f"load_video({path}): cannot read the array: {_one_line(e)}") from None
+    data = read_array_file(path, f"load_video({path})")
+    if not isinstance(data, dict):
+        return data
+    if "frames" in data:
+        return data["frames"]
+    if len(data) != 1:
+        raise ValueError(
+            f"load_video({path}): the npz holds arrays {list(data)}; allowed is one named 'frames' or exactly one array"
+        )
+    return next(iter(data.values()))
 
 
 def _array_to_thwc(a: np.ndarray, path: Path) -> np.ndarray:
@@ -306,11 +411,11 @@ def _array_to_thwc(a: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
-def _load_array(path: Path, *, image_size, grayscale, num_frames) -> np.ndarray:
+def _load_array(path: Path, *, image_size, grayscale, num_frames, strict) -> np.ndarray:
     a = _array_to_thwc(_read_array(path), path)
     if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0:
         raise ValueError(f"load_video({path}): array has shape {a.shape}; every axis must be non-empty")
-    _check_count(path, a.shape[0], num_frames)
+    _check_count(path, a.shape[0], num_frames, strict)
     a = a[:num_frames] if num_frames is not None else a
     channels = _want_channels(grayscale, a.shape[-1])
     if a.dtype == np.uint8:
@@ -339,6 +444,7 @@ def load_video(
     image_size: int | None = 64,
     grayscale: bool | None = None,
     num_frames: int | None = None,
+    max_frames: int | None = None,
 ) -> np.ndarray:
     """Load a video as float32 frames x of shape (T, S, S, C) with values in [0, 1].
 
@@ -361,7 +467,9 @@ def load_video(
         grayscale: True gives C = 1, False gives C = 3; None keeps one channel when the source is
             single-channel and three otherwise. Decoded video files count as RGB (their decoders
             return RGB even for gray content), so pass ``grayscale=True`` for gray videos.
-        num_frames: keep the first ``num_frames`` frames; None keeps all.
+        num_frames: keep the first ``num_frames`` frames, which must exist; None keeps all.
+        max_frames: without ``num_frames``: keep at most the first ``max_frames`` frames (a
+            shorter video is kept whole); None keeps all.
 
     Returns:
         float32 array (T, S, S, C) in [0, 1].
@@ -375,15 +483,21 @@ def load_video(
     """
     where = f"load_video({path})"
     _check_positive("image_size", image_size, where)
-    if num_frames is None:
-        num_frames = BUILTIN_FRAMES[name]
     _check_positive("num_frames", num_frames, where)
+    _check_positive("max_frames", max_frames, where)
+    if num_frames is not None and max_frames is not None:
+        raise ValueError(f"{where}: give num_frames (exactly) or max_frames (at most), not both")
     if grayscale not in (None, True, False):
         raise ValueError(f"{where}: grayscale={grayscale!r}; allowed are True, False and None")
     p = Path(path)
     if not p.exists():
         raise ValueError(f"{where}: the path does not exist")
-    kwargs = {"image_size": image_size, "grayscale": grayscale, "num_frames": num_frames}
+    kwargs = {
+        "image_size": image_size,
+        "grayscale": grayscale,
+        "num_frames": num_frames if max_frames is None else max_frames,
+        "strict": max_frames is None,
+    }
     if p.is_dir():
         return _load_folder(p, **kwargs)
     ext = p.suffix.lower()

@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from lrgen import io
+
 KINDS = ("identity", "missing", "gaussian", "separable", "denoise", "frames")
 
 
@@ -173,6 +175,10 @@ class MeasurementSpec:
                 raise ValueError(f"--num_measurements={self.num_measurements}: separable needs 1 ≤ m ≤ H = {H}")
         if self.kind == "frames" and not 1 <= self.observe_every <= num_frames:
             raise ValueError(f"--observe_every={self.observe_every}: must lie in [1, T] = [1, {num_frames}]")
+        if self.matrix_free and self.kind != "gaussian":
+            raise ValueError(
+                f"--matrix_free: only --measurement=gaussian has a matrix to regenerate; got --measurement={self.kind}"
+            )
         if self.matrix_free and self.matrix_free_chunk < 1:
             raise ValueError(f"--matrix_free_chunk={self.matrix_free_chunk}: must be ≥ 1")
         if self.kind == "denoise" and self.noise_snr_db is None:
@@ -277,21 +283,11 @@ def load_mask_file(path: str) -> np.ndarray:
     Accepts (T, H, W), (T, 1, H, W) (the original's NCHW files, e.g.
     ``batch_32_missing_819_1.npy``) and (T, H, W, 1). Raises ValueError naming the file.
     """
-    import os
-    import zipfile
-
-    if not os.path.isfile(path):
-        raise ValueError(f"--mask_file={path}: no such file")
-    try:
-        data = np.load(path)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                names = data.files
-                if len(names) != 1 and "mask" not in names:
-                    raise ValueError(f"holds {names}; expected one array or one named 'mask'")
-                data = data["mask" if "mask" in names else names[0]]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"--mask_file={path}: cannot be read as .npy/.npz ({e})") from None
+    data = io.read_array_file(path, f"--mask_file={path}")
+    if isinstance(data, dict):
+        if len(data) != 1 and "mask" not in data:
+            raise ValueError(f"--mask_file={path}: holds {list(data)}; expected one array or one named 'mask'")
+        data = data["mask" if "mask" in data else next(iter(data))]
     m = np.asarray(data)
     if m.ndim == 3:
         m = m[..., None]

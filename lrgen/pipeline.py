@@ -38,6 +38,8 @@ import numpy as np
 from lrgen import checkpoint, encoder, io, lowrank, measure, metrics, models, recover, report
 
 BUILTIN = "builtin:rotating_digit"
+# Frames used when no count is asked for: the first 32, or all of a shorter video.
+DEFAULT_NUM_FRAMES = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +50,8 @@ class RecoverJob:
       video: a frame folder, video file, .npy/.npz array, or ``builtin:<name>``
         (see :func:`lrgen.io.builtin_sequence`).
       image_size: frames are center-cropped and resized to this square size.
-      num_frames: first T frames (0 = all).
+      num_frames: first T frames, which must exist (0 = all; None = all, at most
+        ``DEFAULT_NUM_FRAMES``).
       grayscale: convert to one channel (None: keep the source's channels).
       measurement: what is measured (:class:`lrgen.measure.MeasurementSpec`).
       mask_file: path the masks came from ('' if drawn at random), for the record.
@@ -70,7 +73,7 @@ class RecoverJob:
 
     video: str = BUILTIN
     image_size: int = 64
-    num_frames: int = 32
+    num_frames: int | None = None
     grayscale: bool | None = True
     measurement: measure.MeasurementSpec = dataclasses.field(default_factory=measure.MeasurementSpec)
     mask_file: str = ""
@@ -90,18 +93,33 @@ class RecoverJob:
         return d
 
 
-def load_frames(job: RecoverJob) -> np.ndarray:
-    """Frames (T, H, W, C) in [0, 1] for ``job.video``."""
+def load_frames(job: RecoverJob, log: Callable[[str], None] | None = None) -> np.ndarray:
+    """Frames (T, H, W, C) in [0, 1] for ``job.video``.
+
+    ``job.num_frames``: T > 0 takes the first T frames and refuses a shorter video; 0 takes all;
+    None (no count asked for) takes the first ``DEFAULT_NUM_FRAMES``, or all of a shorter video,
+    which ``log`` then says.
+    """
+    n = job.num_frames
     if job.video.startswith("builtin:"):
-        return io.builtin_sequence(
-            job.video.split(":", 1)[1],
-            num_frames=job.num_frames or None,
-            image_size=job.image_size,
-            grayscale=job.grayscale is not False,
+        name = job.video.split(":", 1)[1]
+        if n is None:
+            n = min(io.BUILTIN_FRAMES.get(name, DEFAULT_NUM_FRAMES), DEFAULT_NUM_FRAMES)
+        frames = io.builtin_sequence(
+            name, num_frames=n or None, image_size=job.image_size, grayscale=job.grayscale is not False
         )
-    return io.load_video(
-        job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=job.num_frames or None
-    )
+    elif n is None:
+        frames = io.load_video(
+            job.video, image_size=job.image_size, grayscale=job.grayscale, max_frames=DEFAULT_NUM_FRAMES
+        )
+    else:
+        frames = io.load_video(job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=n or None)
+    if job.num_frames is None and frames.shape[0] < DEFAULT_NUM_FRAMES and log is not None:
+        log(
+            f"--video={job.video} has {frames.shape[0]} frames, fewer than the default {DEFAULT_NUM_FRAMES}: "
+            f"using all {frames.shape[0]} (--num_frames=N asks for exactly N)"
+        )
+    return frames
 
 
 def load_model(job: RecoverJob, channels: int) -> tuple[models.GeneratorSpec, Any]:
@@ -166,9 +184,25 @@ class Sequence:
         return recover.Problem(self.y, self.operator)
 
 
+WORKDIR_FILES = ("metrics.json", "reconstruction.npz", "grid.png", "curves.png", "latent.png")
+
+
+def check_workdir(job: RecoverJob, workdir: str) -> None:
+    """``workdir`` can be written and is none of the job's inputs (the tuned ``generator/`` included)."""
+    io.check_output_dir(workdir, "--workdir")
+    inputs = {"--video": job.video, "--mask_file": job.mask_file, "--generator": job.generator, "--encoder": job.encoder}
+    io.check_not_inputs("--workdir", workdir, inputs)
+    for name in WORKDIR_FILES + (f"reconstruction.{job.video_format}",):
+        io.check_not_inputs("--workdir", workdir, inputs, written=os.path.join(workdir, name))
+    if job.recover.trains_generator:  # generator/ is replaced as a whole
+        io.check_not_inputs("--workdir", workdir, inputs, written=os.path.join(workdir, "generator"), inside=True)
+
+
 def check_job(job: RecoverJob, frame_shape: tuple[int, ...], spec: models.GeneratorSpec) -> None:
     """Every value check that needs the data; raises ValueError naming the flag."""
     T, H, W, C = frame_shape
+    recover.check_seed("--seed", job.seed)
+    recover.check_seed("--z_seed", job.z_seed)
     job.measurement.validate((H, W, C), T)
     job.recover.validate(T, spec.z_dim)
     if job.z_init not in recover.Z_INITS:
@@ -356,11 +390,10 @@ def run_recover(
     ``flags`` (e.g. every resolved command-line flag) is recorded verbatim in metrics.json.
     """
     # Inputs and every check, before compiling anything.
-    frames = load_frames(job)
+    check_workdir(job, workdir)
+    frames = load_frames(job, log)
     spec, params = load_model(job, frames.shape[-1])
     check_job(job, frames.shape, spec)
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ValueError(f"--workdir={workdir}: exists and is not a directory")
     params = init_params(job, spec, params)
     seq = prepare_sequence(job, frames, spec)
 

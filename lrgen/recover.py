@@ -128,6 +128,16 @@ class RecoverConfig:
         return self.update in ("generator", "joint")
 
 
+# jax.random.key takes a 32-bit seed: a negative or larger one silently wraps onto another seed.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(flag: str, value: int) -> None:
+    """Raise ValueError unless ``value`` (the flag ``flag``) is a seed in [0, MAX_SEED]."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{flag}={value}: must be an integer in [0, {MAX_SEED}]")
+
+
 def init_codes(key: jax.Array, num_frames: int, z_dim: int, how: str, dtype=jnp.float32) -> jax.Array:
     """Initial codes (T, k), each of unit norm.
 

@@ -119,6 +119,7 @@ class LoopConfig:
         for name in ("num_steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}={getattr(self, name)}: must be ≥ 1")
+        recover.check_seed("--seed", self.seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -419,8 +420,18 @@ def _bar(done: int, total: int, width: int = 20) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-def run_loop(task: Task, loop: LoopConfig, batches: data.Batches, workdir: str, log: Callable[[str], None]) -> dict:
+def run_loop(
+    task: Task,
+    loop: LoopConfig,
+    batches: data.Batches,
+    workdir: str,
+    log: Callable[[str], None],
+    on_start: Callable[[], None] | None = None,
+) -> dict:
     """Train ``task`` to ``loop.num_steps``, resuming from the newest checkpoint in ``workdir``.
+
+    ``on_start`` runs once the checkpoint (if any) has been restored, before the first step: a
+    run refused at the restore leaves the workdir's record (config.json) as it was.
 
     Returns:
       Throughput and the last metrics: ``steps_per_second`` (training steps only, compile,
@@ -440,6 +451,8 @@ def run_loop(task: Task, loop: LoopConfig, batches: data.Batches, workdir: str, 
             log(f"resuming from the checkpoint at step {start} in {workdir}")
         else:
             start, state = 0, task.init()
+        if on_start is not None:
+            on_start()
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         rows = _truncate_jsonl(metrics_path, start)
         t0 = time.perf_counter()
@@ -714,35 +727,44 @@ def _fingerprint(cfg) -> dict:
     return d
 
 
-def _prepare_workdir(workdir: str, cfg, flags: dict | None, extra: dict) -> None:
-    """Refuse a workdir holding another run; write config.json (flags, versions, devices)."""
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ValueError(f"--workdir={workdir}: exists and is not a directory")
+def _check_workdir(workdir: str, cfg) -> None:
+    """Refuse, writing nothing, a workdir that cannot be written or holds a checkpoint of another run.
+
+    Only a saved checkpoint step makes a workdir "another run's": a run refused or stopped
+    before its first checkpoint leaves nothing that a corrected rerun must match.
+    """
+    io.check_output_dir(workdir, "--workdir")
     config_path = os.path.join(workdir, "config.json")
-    fp = _fingerprint(cfg)
-    if os.path.isdir(os.path.join(workdir, tc.SUBDIR)) and os.path.isfile(config_path):
-        try:
-            with open(config_path) as f:
-                old = json.load(f).get("fingerprint")
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if isinstance(old, dict):  # settings added since the checkpoint was written take their defaults
-            _fill_missing(old, json.loads(json.dumps(_fingerprint(type(cfg)()))))
-        if old is not None and old != json.loads(json.dumps(fp)):
-            diff = sorted(_diff(old, json.loads(json.dumps(fp))))
-            raise ValueError(
-                f"--workdir={workdir}: holds a checkpoint of another run (differs in {', '.join(diff[:4])}); "
-                "use another --workdir or the same settings"
-            )
+    ckpt_dir = os.path.join(workdir, tc.SUBDIR)
+    if not (os.path.isdir(ckpt_dir) and any(name.isdigit() for name in os.listdir(ckpt_dir))):
+        return
+    fp = json.loads(json.dumps(_fingerprint(cfg)))
+    try:
+        with open(config_path) as f:
+            old = json.load(f).get("fingerprint")
+    except (OSError, ValueError, AttributeError):  # missing, not JSON, not text, not an object
+        old = None
+    if isinstance(old, dict):  # settings added since the checkpoint was written take their defaults
+        _fill_missing(old, json.loads(json.dumps(_fingerprint(type(cfg)()))))
+    if old is not None and old != fp:
+        diff = sorted(_diff(old, fp))
+        raise ValueError(
+            f"--workdir={workdir}: holds a checkpoint of another run (differs in {', '.join(diff[:4])}); "
+            "use another --workdir or the same settings"
+        )
+
+
+def _write_config(workdir: str, cfg, flags: dict | None, extra: dict) -> None:
+    """config.json: the settings (and the fingerprint a resumed run must match), flags, versions, devices."""
     os.makedirs(workdir, exist_ok=True)
     out = {
         "config": dataclasses.asdict(cfg),
-        "fingerprint": fp,
+        "fingerprint": _fingerprint(cfg),
         "flags": flags or {},
         "environment": pipeline.environment(),
         **extra,
     }
-    with io.atomic_write(config_path) as tmp:
+    with io.atomic_write(os.path.join(workdir, "config.json")) as tmp:
         with open(tmp, "w") as f:
             json.dump(out, f, indent=1, default=str)
 
@@ -797,17 +819,19 @@ def train_generator(
       FloatingPointError: the loss became non-finite.
     """
     cfg.validate()
+    io.check_output_dir(workdir, "--workdir")
     spec = cfg.generator_spec()
     train_images, _ = _load_data(cfg.data, log)
     batches = data.Batches(train_images, cfg.loop.batch_size, cfg.loop.seed, cfg.data.augment)
-    _prepare_workdir(workdir, cfg, flags, {"generator_spec": spec.to_dict(), "num_train_images": len(train_images)})
+    _check_workdir(workdir, cfg)
+    record = {"generator_spec": spec.to_dict(), "num_train_images": len(train_images)}
     make = _glo_task if cfg.method == "glo" else _dcgan_task
     task = make(cfg, spec, train_images, batches, workdir, flags)
     log(
         f"training a {spec.arch} generator (k={spec.z_dim}, {spec.image_size}×{spec.image_size}×{spec.channels}) "
         f"with {cfg.method}, batch {cfg.loop.batch_size}, {cfg.loop.num_steps} steps, backend {jax.default_backend()}"
     )
-    out = run_loop(task, cfg.loop, batches, workdir, log)
+    out = run_loop(task, cfg.loop, batches, workdir, log, on_start=lambda: _write_config(workdir, cfg, flags, record))
     return _finish(workdir, {**out, "num_steps": cfg.loop.num_steps, "generator_spec": spec.to_dict()}, log)
 
 
@@ -860,6 +884,11 @@ def train_encoder(
       FloatingPointError: the loss became non-finite.
     """
     cfg.validate()
+    io.check_output_dir(workdir, "--workdir")
+    inputs = {"--generator": cfg.generator, "--discriminator": cfg.discriminator, "--vgg_weights": cfg.vgg_weights}
+    io.check_not_inputs("--workdir", workdir, inputs)
+    if cfg.finetune_generator:  # <workdir>/generator is replaced as a whole
+        io.check_not_inputs("--workdir", workdir, inputs, written=os.path.join(workdir, "generator"), inside=True)
     g_spec, g_params = checkpoint.load_generator(cfg.generator)
     channels = 1 if cfg.data.grayscale else 3
     if g_spec.image_size != cfg.data.image_size or g_spec.channels != channels:
@@ -876,7 +905,8 @@ def train_encoder(
     e_spec = dcgan.EncoderSpec(
         g_spec.z_dim, dcgan.widths(cfg.data.image_size, cfg.width, up=False), channels, cfg.data.image_size
     )
-    _prepare_workdir(workdir, cfg, flags, {"generator_spec": g_spec.to_dict(), "encoder_spec": e_spec.to_dict()})
+    _check_workdir(workdir, cfg)
+    record = {"generator_spec": g_spec.to_dict(), "encoder_spec": e_spec.to_dict()}
     enc = e_spec.build()
     gen = models.build_generator(g_spec)
     e_opt = optax.adam(cfg.learning_rate, 0.5)
@@ -976,7 +1006,7 @@ def train_encoder(
         f"{'fine-tuning' if cfg.finetune_generator else 'frozen'} generator, perceptual: {phi_name}, w={w}"
         + (f", inputs with {cfg.input_missing_ratio:.0%} of pixels dropped" if cfg.input_missing_ratio else "")
     )
-    out = run_loop(task, cfg.loop, batches, workdir, log)
+    out = run_loop(task, cfg.loop, batches, workdir, log, on_start=lambda: _write_config(workdir, cfg, flags, record))
     out["psnr_holdout"] = out["metrics"].get("psnr_holdout")
     return _finish(workdir, {**out, "num_steps": cfg.loop.num_steps, "num_holdout": len(holdout)}, log)
 
