@@ -115,6 +115,8 @@ def open_tree_dir(
     what was expected, for the error; with ``version``, the metadata must record that version.
     """
     path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise ValueError(f"{flag}={path}: no such file or directory; expected {kind}")
     if not os.path.isfile(os.path.join(path, meta_file)) and os.path.isfile(os.path.join(path, subdir, meta_file)):
         path = os.path.join(path, subdir)
     if not os.path.isfile(os.path.join(path, meta_file)):

@@ -353,15 +353,16 @@ def load_recover_workdir(workdir: str, observe_every: int | None = None) -> Fit:
     mpath = os.path.join(workdir, "metrics.json")
     rpath = os.path.join(workdir, "reconstruction.npz")
     if not os.path.isdir(workdir):
-        raise ValueError(f"{where}: no such directory")
+        raise ValueError(f"{where}: {'is not a directory' if os.path.exists(workdir) else 'no such directory'}")
     if not os.path.isfile(mpath) or not os.path.isfile(rpath):
         raise ValueError(f"{where}: not a finished recover workdir (needs metrics.json and reconstruction.npz)")
+    reconstruction = io.read_array_file(rpath, f"{where}: its reconstruction.npz")
     try:
         with open(mpath) as f:
             m = json.load(f)
         job = job_from_dict(m["job"])
         spec = models.GeneratorSpec.from_dict(m["generator_spec"])
-        z = np.asarray(io.read_array_file(rpath, f"{where}: reconstruction.npz")["z"], np.float32)
+        z = np.asarray(reconstruction["z"], np.float32)
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise ValueError(f"{where}: unreadable metrics.json or reconstruction.npz ({io._one_line(e)})") from None
     if z.ndim != 2 or not np.all(np.isfinite(z)):
