@@ -53,7 +53,7 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     """Write every input the cases use into ``folder`` (a few seconds: one tiny generator)."""
     import jax
 
-    from lrgen import checkpoint, compress, models, pipeline, recover
+    from lrgen import checkpoint, compress, dcgan, encoder, models, pipeline, recover
 
     F = Path(folder)
     F.mkdir(parents=True, exist_ok=True)
@@ -64,6 +64,10 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     nan_params["ConvTranspose_1"]["kernel"][0, 0, 0, 0] = np.nan
     checkpoint.save_generator(F / "gen_nan", spec, nan_params)
     checkpoint.save_generator(F / "gen_other", spec, jax.tree.map(lambda w: 2.0 * w, params))
+    espec = dcgan.EncoderSpec(z_dim=8, features=(8, 16), channels=1, image_size=32)
+    variables = jax.tree.map(np.array, espec.init(jax.random.key(1)))
+    jax.tree.leaves(variables["params"])[0].flat[0] = np.inf
+    encoder.save_encoder(F / "enc_inf", espec, variables, generator_spec=spec)
     state = {f"main.{2 * i}.weight": params[f"ConvTranspose_{i}"]["kernel"] for i in range(len(params))}
     np.savez(F / "gen.npz", **state)
     np.savez(F / "gen_nan.npz", **{k: np.where(k == "main.0.weight", np.nan, v) for k, v in state.items()})
@@ -93,6 +97,7 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     (F / "manifest_binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
     (F / "manifest_empty.txt").write_text("# nothing\n")
     (F / "manifest_missing.txt").write_text("no_such_video.npy\n")
+    (F / "manifest_corrupt.txt").write_text("video20.npy\nvideo_trunc.npz\n")
     mask = np.ones((20, 32, 32), np.float32)
     np.save(F / "mask_nan.npy", np.where(np.arange(32) == 3, np.nan, mask))
     np.savez(F / "mask.npz", mask=mask)
@@ -214,6 +219,11 @@ def _c(kind: str, what: str, needle: str, *args: str, base: str = "") -> Case:
     return Case(kind, what, args, needle, base)
 
 
+def _m(kind: str, what: str, needle: str, *args: str) -> Case:
+    """A recover case in --manifest mode (checkpoints at a multiple of the base --log_every)."""
+    return Case(kind, what, (*args, "--checkpoint_every=3"), needle)
+
+
 def _r(kind: str, what: str, needle: str, *args: str) -> Case:
     """An interpolate case in --recover_workdir mode."""
     return Case(kind, what, args, needle, "interpolate_rec")
@@ -294,6 +304,7 @@ CASES: dict[str, list[Case]] = {
         _c("corrupt file", "truncated --mask_file", "--mask_file", "--mask_file={F}/mask_trunc.npz"),
         _c("NaN values", "--mask_file with NaN", "--mask_file", "--mask_file={F}/mask_nan.npy"),
         _c("missing file", "--encoder missing", "--encoder", "--z_init=encoder", "--encoder={F}/no_such_encoder"),
+        _c("NaN values", "--encoder with inf weights", "--encoder", "--z_init=encoder", "--encoder={F}/enc_inf"),
         _c("NaN values", "--noise_snr_db=nan", "--noise_snr_db", "--noise_snr_db=nan"),
         _c("out of range", "--missing_ratio=1.5", "--missing_ratio=1.5", "--missing_ratio=1.5"),
         _c("out of range", "--rank=99", "--rank=99", "--rank=99"),
@@ -305,7 +316,7 @@ CASES: dict[str, list[Case]] = {
         _c("out of range", "--seed=2**32", "--seed=4294967296", "--seed=4294967296"),
         _c("wrong type", "--rank=two", "--rank", "--rank=two"),
         *_workdir_cases(),
-        _c("output = input", "--workdir is the --video folder", "--workdir", "--video={F}/out_dir", "--workdir={F}/out_dir"),
+        _c("output = input", "--workdir = --video", "--workdir", "--video={F}/out_dir", "--workdir={F}/out_dir"),
         _c(
             "output = input",
             "joint run writing over its --generator",
@@ -316,19 +327,19 @@ CASES: dict[str, list[Case]] = {
         ),
         _c("ignored flag", "--matrix_free with missing pixels", "--matrix_free", "--matrix_free"),
         _c("ignored flag", "--batch_size without --manifest", "--batch_size", "--batch_size=8"),
-        _c("missing file", "--manifest missing", "--manifest", "--manifest={F}/no_such.txt", "--checkpoint_every=3"),
-        _c("wrong type", "--manifest is a folder", "--manifest", "--manifest={F}/out_dir", "--checkpoint_every=3"),
-        _c("wrong type", "--manifest is not text", "--manifest", "--manifest={F}/manifest_binary.txt", "--checkpoint_every=3"),
-        _c("empty file", "--manifest lists nothing", "--manifest", "--manifest={F}/manifest_empty.txt", "--checkpoint_every=3"),
-        _c("missing file", "--manifest names a missing video", "--manifest", "--manifest={F}/manifest_missing.txt", "--checkpoint_every=3"),
-        _c("unwritable output", "--manifest, workdir is a file", "--workdir", "--manifest={F}/manifest.txt", "--workdir={F}/afile", "--checkpoint_every=3"),
-        _c(
+        _m("missing file", "--manifest missing", "--manifest", "--manifest={F}/no_such.txt"),
+        _m("wrong type", "--manifest is a folder", "--manifest", "--manifest={F}/out_dir"),
+        _m("wrong type", "--manifest is not text", "--manifest", "--manifest={F}/manifest_binary.txt"),
+        _m("empty file", "--manifest lists nothing", "--manifest", "--manifest={F}/manifest_empty.txt"),
+        _m("missing file", "--manifest names a missing video", "--manifest", "--manifest={F}/manifest_missing.txt"),
+        _m("corrupt file", "--manifest lists a truncated .npz", "video_trunc.npz", "--manifest={F}/manifest_corrupt.txt"),
+        _m("unwritable output", "--manifest, workdir a file", "--workdir", "--manifest={F}/manifest.txt", "--workdir={F}/afile"),
+        _m(
             "unwritable output",
             "--manifest, workdir's parent is a file",
             "--workdir",
             "--manifest={F}/manifest.txt",
             "--workdir={F}/afile/sub",
-            "--checkpoint_every=3",
         ),
     ],
     "interpolate": [
@@ -340,7 +351,7 @@ CASES: dict[str, list[Case]] = {
         _r("corrupt file", "truncated reconstruction.npz", "--recover_workdir", "--recover_workdir={F}/rec_trunc_npz"),
         _r("corrupt file", "metrics.json not JSON", "--recover_workdir", "--recover_workdir={F}/rec_bad_json"),
         _r("NaN values", "codes hold NaN", "--recover_workdir", "--recover_workdir={F}/rec_nan_codes"),
-        _r("missing file", "joint run whose generator/ is gone", "generator", "--recover_workdir={F}/rec_joint_no_generator"),
+        _r("missing file", "joint run, generator/ gone", "generator", "--recover_workdir={F}/rec_joint_no_generator"),
         _r("output = input", "--workdir = --recover_workdir", "--workdir", "--workdir={F}/rec_latent"),
         _r("ignored flag", "a fit flag with --recover_workdir", "--rank", "--rank=3"),
         _r("unwritable output", "--workdir's parent is a file", "--workdir", "--workdir={F}/afile/sub"),
@@ -356,6 +367,7 @@ CASES: dict[str, list[Case]] = {
         *_video_cases(),
         *_generator_cases(),
         _c("missing file", "--encoder missing", "--encoder", "--encoder={F}/no_such_encoder"),
+        _c("NaN values", "--encoder with inf weights", "--encoder", "--encoder={F}/enc_inf"),
         _c("zero count", "--bits=0", "--bits=0", "--bits=0"),
         _c("out of range", "--bits=17", "--bits=17", "--bits=17"),
         _c("zero count", "--keyframe_every=0", "--keyframe_every=0", "--keyframe_every=0"),
@@ -396,7 +408,7 @@ CASES: dict[str, list[Case]] = {
             "--pixel_weight=0.5",
             "--vgg_weights={F}/vgg_trunc.npz",
         ),
-        _c("missing file", "--discriminator missing", "--discriminator", "--pixel_weight=0.5", "--discriminator={F}/no"),
+        _c("missing file", "--discriminator missing", "--discriminator", "--pixel_weight=0.5", "--discriminator={F}/n"),
         _c("out of range", "--pixel_weight=2", "--pixel_weight=2", "--pixel_weight=2"),
         _c("out of range", "--input_missing_ratio=1", "--input_missing_ratio=1", "--input_missing_ratio=1"),
         _c("output = input", "--workdir = --generator", "--workdir", "--workdir={F}/gen"),
@@ -433,8 +445,9 @@ def run_cases(binary: str, fixtures: Path, cases: list[Case]) -> list[dict]:
 
     warnings.simplefilter("ignore")
     compiles = []
+    compile_event = "/jax/core/compile/backend_compile_duration"
     jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+        lambda event, duration, **kw: compiles.append(event) if event == compile_event else None
     )
     module = importlib.import_module(f"experiments.{binary}")
     FLAGS = flags.FLAGS

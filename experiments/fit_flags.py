@@ -15,7 +15,9 @@ FLAGS = flags.FLAGS
 # Data.
 flags.DEFINE_string("video", "", "Frame folder, video file (mp4/avi/gif), .npy/.npz array, or builtin:<name>.")
 flags.DEFINE_integer("image_size", 64, "Frames are center-cropped and resized to this square size (32, 64 or 128).")
-flags.DEFINE_integer("num_frames", None, "Use the first T frames, which must exist (0 = all; default: all frames, at most 32).")
+flags.DEFINE_integer(
+    "num_frames", None, "Use the first T frames, which must exist (0 = all; default: all frames, at most 32)."
+)
 flags.DEFINE_bool("grayscale", True, "Convert frames to one channel (--nograyscale keeps RGB).")
 # Model and codes.
 flags.DEFINE_string(

@@ -25,7 +25,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("workdir", None, "Output directory (created).")
 flags.DEFINE_integer("image_size", 64, "Frames are center-cropped and resized to this square size (32, 64 or 128).")
-flags.DEFINE_integer("num_frames", None, "Use the first T frames, which must exist (0 = all; default: all frames, at most 32).")
+flags.DEFINE_integer(
+    "num_frames", None, "Use the first T frames, which must exist (0 = all; default: all frames, at most 32)."
+)
 flags.DEFINE_bool("grayscale", True, "Convert frames to one channel (--nograyscale keeps RGB).")
 # Measurements.
 flags.DEFINE_enum("measurement", "missing", list(measure.KINDS), "Measurement operator.")

@@ -210,14 +210,16 @@ def run_manifest(
 
     # Load and check everything first: a bad video stops the job before any compilation.
     spec, params = pipeline.load_model(job, 1 if job.grayscale else 3)
-    items: list[_Item] = []
+    loaded = []
     for path in todo:
         vjob = dataclasses.replace(job, video=path)
         frames = pipeline.load_frames(vjob)
         if frames.shape[-1] != spec.channels:
             raise ValueError(f"--manifest: {path} has {frames.shape[-1]} channels; the generator makes {spec.channels}")
         pipeline.check_job(vjob, frames.shape, spec)
-        items.append(_Item(path, video_key(path), pipeline.prepare_sequence(vjob, frames, spec)))
+        loaded.append((path, vjob, frames))
+    # Only then measure (eager device work), so the last video's mistake costs no computation.
+    items = [_Item(path, video_key(path), pipeline.prepare_sequence(vjob, x, spec)) for path, vjob, x in loaded]
     params = pipeline.init_params(job, spec, params)
     model = models.build_generator(spec)
 

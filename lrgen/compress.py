@@ -606,7 +606,9 @@ def encode_codes(z: np.ndarray, header: Header, spec, params) -> tuple[bytes, np
     return data, frames
 
 
-def load_video_for(job: CompressJob, spec: models.GeneratorSpec, log: Callable[[str], None] | None = None) -> np.ndarray:
+def load_video_for(
+    job: CompressJob, spec: models.GeneratorSpec, log: Callable[[str], None] | None = None
+) -> np.ndarray:
     """The job's frames at the generator's size and channels (checked against the flags)."""
     size = job.image_size if job.image_size is not None else spec.image_size
     gray = job.grayscale if job.grayscale is not None else spec.channels == 1

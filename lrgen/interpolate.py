@@ -366,7 +366,7 @@ def load_recover_workdir(workdir: str, observe_every: int | None = None) -> Fit:
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise ValueError(f"{where}: unreadable metrics.json or reconstruction.npz ({io._one_line(e)})") from None
     if z.ndim != 2 or not np.all(np.isfinite(z)):
-        raise ValueError(f"{where}: reconstruction.npz holds codes z of shape {z.shape} that are not a finite (T, k) matrix")
+        raise ValueError(f"{where}: reconstruction.npz holds codes z of shape {z.shape}; allowed: finite (T, k) codes")
     run_every = job.measurement.observe_every if job.measurement.kind == "frames" else 1
     if observe_every is not None and observe_every != run_every:
         raise ValueError(

@@ -205,7 +205,8 @@ def check_not_inputs(
         if src == out or (inside and src.startswith(out + os.sep)):
             target = "" if written is None else f" (it writes {written})"
             raise ValueError(
-                f"{flag}={value}: would overwrite the input {name}={path}{target}; allowed is a path that is not an input"
+                f"{flag}={value}: would overwrite the input {name}={path}{target}; "
+                "allowed is a path that is not an input"
             )
 
 

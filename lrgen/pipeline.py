@@ -190,7 +190,8 @@ WORKDIR_FILES = ("metrics.json", "reconstruction.npz", "grid.png", "curves.png",
 def check_workdir(job: RecoverJob, workdir: str) -> None:
     """``workdir`` can be written and is none of the job's inputs (the tuned ``generator/`` included)."""
     io.check_output_dir(workdir, "--workdir")
-    inputs = {"--video": job.video, "--mask_file": job.mask_file, "--generator": job.generator, "--encoder": job.encoder}
+    inputs = {"--video": job.video, "--mask_file": job.mask_file}
+    inputs.update({"--generator": job.generator, "--encoder": job.encoder})
     io.check_not_inputs("--workdir", workdir, inputs)
     for name in WORKDIR_FILES + (f"reconstruction.{job.video_format}",):
         io.check_not_inputs("--workdir", workdir, inputs, written=os.path.join(workdir, name))
