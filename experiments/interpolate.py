@@ -43,8 +43,11 @@ flags.DEFINE_enum(
     "What the fit optimises (joint also tunes the generator); auto: latent or joint, whichever best predicts "
     "held-out observed frames.",
 )
-flags.DEFINE_list(
-    "select_ranks", [], "Ranks to choose from by held-out observed frames (empty: --rank only)."
+flags.DEFINE_list("select_ranks", [], "Ranks to choose from by held-out observed frames (empty: --rank only).")
+flags.DEFINE_integer(
+    "select_iterations",
+    interpolate.SELECT_ITERATIONS,
+    "Iterations of each fit that compares candidates (at most --iterations).",
 )
 flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·n/256).")
 flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
@@ -55,11 +58,12 @@ FIT_ONLY = (
     "z_dim",
     "update",
     "select_ranks",
+    "select_iterations",
     "generator_lr",
     "generator_lr_decay",
     "generator_lr_decay_every",
 )
-AUTO_UPDATES = ("latent", "joint")
+AUTO_UPDATES = interpolate.AUTO_UPDATES
 
 
 def config_from_flags() -> interpolate.InterpolateConfig:
@@ -80,6 +84,8 @@ def candidates_from_flags() -> tuple[interpolate.Candidate, ...]:
         raise ValueError(f"--select_ranks={','.join(FLAGS.select_ranks)}: must be integers ≥ 0") from None
     if min(ranks) < 0:
         raise ValueError(f"--select_ranks={','.join(FLAGS.select_ranks)}: must be integers ≥ 0")
+    if FLAGS.select_iterations < 1:
+        raise ValueError(f"--select_iterations={FLAGS.select_iterations}: must be ≥ 1")
     methods = interpolate.METHODS if FLAGS.method == interpolate.AUTO else (FLAGS.method,)
     return interpolate.candidate_grid(updates, ranks, methods)
 
@@ -135,7 +141,12 @@ def run(log) -> None:
         job = job_from_flags()
         candidates = candidates_from_flags()
         fit = interpolate.fit_observed(
-            job, config.observe_every, log=log, check=config.validate, candidates=candidates if len(candidates) > 1 else None
+            job,
+            config.observe_every,
+            log=log,
+            check=config.validate,
+            candidates=candidates if len(candidates) > 1 else None,
+            select_iterations=FLAGS.select_iterations,
         )
     resolved = cli.resolved_flags(__name__, fit_flags.__name__)
     interpolate.run_interpolate(fit, config, FLAGS.workdir, log=log, flags=resolved)

@@ -63,7 +63,14 @@ from lrgen import checkpoint, io, measure, metrics, models, pipeline, recover, r
 
 METHODS = ("linear", "slerp")
 AUTO = "auto"  # --method/--update: chosen by held-out observed frames (select_candidates)
+# What --update=auto chooses from: codes alone (the generator's prior kept) or codes and weights.
+AUTO_UPDATES = ("latent", "joint")
+# Iterations of each selection fit: a quarter of the default 2000 — candidates are ranked, not
+# finished, and the final fit of the chosen one runs the full count.
+SELECT_ITERATIONS = 500
 MAX_FACTOR = 256
+# Frames smaller than this (pixels, shorter side) are upsampled before optical flow.
+FLOW_MIN_SIZE = 128
 # Whole-frame columns in the comparison grid (a contiguous window from frame 0).
 GRID_FRAMES = 16
 
@@ -238,11 +245,25 @@ def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     OpenCV's DIS flow (Kroeger et al., 2016, "Fast optical flow using dense inverse search"),
     preset MEDIUM (coarse-to-fine patch search with variational refinement), on 8-bit luma.
+    DIS matches 12-pixel patches over an image pyramid, which small frames cannot hold: frames
+    under ``FLOW_MIN_SIZE`` pixels are upsampled by the smallest integer factor that reaches it
+    (bilinear), and the flow is scaled back (area average, divided by the factor). On the 64×64
+    sequences of BUILD_NOTES this is the stronger baseline (e.g. two digits, every 8th frame
+    observed: 17.5 dB against 16.2 dB at the native size, and better than Farnebäck's flow).
     """
     import cv2  # opencv-python-headless; imported here so that the rest of lrgen does not need it
 
+    ga, gb = _gray_u8(a), _gray_u8(b)
+    H, W = ga.shape
+    up = max(1, math.ceil(FLOW_MIN_SIZE / min(H, W)))
+    if up > 1:
+        ga = cv2.resize(ga, (W * up, H * up), interpolation=cv2.INTER_LINEAR)
+        gb = cv2.resize(gb, (W * up, H * up), interpolation=cv2.INTER_LINEAR)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(_gray_u8(a), _gray_u8(b), None)
+    flow = dis.calc(ga, gb, None)
+    if up > 1:
+        flow = cv2.resize(flow, (W, H), interpolation=cv2.INTER_AREA) / np.float32(up)
+    return flow
 
 
 def _warp(frame: np.ndarray, flow: np.ndarray, scale: float) -> np.ndarray:
@@ -445,6 +466,7 @@ def select_candidates(
     t_obs: np.ndarray,
     candidates: Sequence[Candidate],
     *,
+    iterations: int | None = SELECT_ITERATIONS,
     log: Callable[[str], None] = print,
 ) -> tuple[Candidate, dict]:
     r"""Choose the fit's settings and path by predicting held-out observed frames.
@@ -469,6 +491,8 @@ def select_candidates(
       z0: their initial codes (n, k).
       t_obs: (n,) their times.
       candidates: the settings to compare; the first is used when no fold exists (n < 3).
+      iterations: iterations of each selection fit (None: the candidate's own); at most the
+        candidate's own count.
       log: progress lines.
 
     Returns:
@@ -481,6 +505,7 @@ def select_candidates(
     record = {
         "folds": [{"fitted": t_obs[f].tolist(), "held_out": t_obs[h].tolist()} for f, h in folds],
         "criterion": "held-out PSNR (MSE) over the folds' held-out observed frames",
+        "iterations": iterations,
     }
     if not folds or len(candidates) == 1:
         record.update(candidates=[], chosen=candidates[0].name, note="nothing to choose from" if folds else "n < 3")
@@ -491,7 +516,10 @@ def select_candidates(
     rows: list[dict] = [{"candidate": c.name} for c in candidates]
     groups: dict = {}
     for i, c in enumerate(candidates):
-        groups.setdefault(c.config(job.recover), []).append(i)
+        cfg = c.config(job.recover)
+        if iterations is not None:
+            cfg = dataclasses.replace(cfg, iterations=min(iterations, cfg.iterations))
+        groups.setdefault(cfg, []).append(i)
     for cfg, members in groups.items():
         try:
             cfg.validate(m, spec.z_dim)
@@ -571,6 +599,7 @@ def fit_observed(
     log: Callable[[str], None] = print,
     check: Callable | None = None,
     candidates: Sequence[Candidate] | None = None,
+    select_iterations: int | None = SELECT_ITERATIONS,
 ) -> Fit:
     """Fit codes (and, for joint/generator updates, weights) to the observed frames only.
 
@@ -609,7 +638,16 @@ def fit_observed(
     if candidates:
         log(f"choosing among {len(candidates)} candidates on held-out observed frames")
         chosen, selection = select_candidates(
-            job, spec, params, frames[idx], seq.y[idx], seq.z0[idx], idx.astype(np.float64), candidates, log=log
+            job,
+            spec,
+            params,
+            frames[idx],
+            seq.y[idx],
+            seq.z0[idx],
+            idx.astype(np.float64),
+            candidates,
+            iterations=select_iterations,
+            log=log,
         )
         selection["seconds"] = time.perf_counter() - t_select
         log(f"chosen: {chosen.name} ({selection['seconds']:.0f}s)")
