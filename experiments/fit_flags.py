@@ -29,7 +29,12 @@ flags.DEFINE_integer("z_seed", 100, "Seed of fixed_z / fixed_seed codes.")
 flags.DEFINE_integer("seed", 0, "Seed of random codes and random generator weights.")
 flags.DEFINE_integer("rank", 2, "Rank r of the code matrix Z (0 = unconstrained).")
 flags.DEFINE_enum("rank_type", "pca", list(lowrank.RANK_TYPES), "svd: top-r SVD; pca: mean + top r−1 components.")
-flags.DEFINE_enum("method", "linear", list(interpolate.METHODS), "Interpolation of latent coordinates between frames.")
+flags.DEFINE_enum(
+    "method",
+    interpolate.AUTO,
+    [*interpolate.METHODS, interpolate.AUTO],
+    "Interpolation of latent coordinates between frames; auto: the one that best predicts held-out observed frames.",
+)
 # Optimisation.
 flags.DEFINE_float("similarity_weight", 0.0, "1 − λ: weight of the temporal smoothness term, in [0, 1].")
 flags.DEFINE_integer("iterations", 2000, "Iterations of the latent fit.")

@@ -36,12 +36,34 @@ flags.DEFINE_integer("factor", 4, "f: generate frames at times i/f (f − 1 new 
 flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the interpolated video.")
 # Recover flags used only when fitting here (--video).
 flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
-flags.DEFINE_enum("update", "latent", list(recover.UPDATES), "What the fit optimises (joint also tunes the generator).")
+flags.DEFINE_enum(
+    "update",
+    interpolate.AUTO,
+    [*recover.UPDATES, interpolate.AUTO],
+    "What the fit optimises (joint also tunes the generator); auto: latent or joint, whichever best predicts "
+    "held-out observed frames.",
+)
+flags.DEFINE_list("select_ranks", [], "Ranks to choose from by held-out observed frames (empty: --rank only).")
+flags.DEFINE_integer(
+    "select_iterations",
+    interpolate.SELECT_ITERATIONS,
+    "Iterations of each fit that compares candidates (at most --iterations).",
+)
 flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·n/256).")
 flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
 flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterations (0 = never).")
 
-FIT_ONLY = (*fit_flags.FIT_FLAGS, "z_dim", "update", "generator_lr", "generator_lr_decay", "generator_lr_decay_every")
+FIT_ONLY = (
+    *fit_flags.FIT_FLAGS,
+    "z_dim",
+    "update",
+    "select_ranks",
+    "select_iterations",
+    "generator_lr",
+    "generator_lr_decay",
+    "generator_lr_decay_every",
+)
+AUTO_UPDATES = interpolate.AUTO_UPDATES
 
 
 def config_from_flags() -> interpolate.InterpolateConfig:
@@ -51,6 +73,21 @@ def config_from_flags() -> interpolate.InterpolateConfig:
         method=FLAGS.method,
         video_format=FLAGS.video_format,
     )
+
+
+def candidates_from_flags() -> tuple[interpolate.Candidate, ...]:
+    """The settings to choose from: every auto flag contributes its choices (one: no selection)."""
+    updates = AUTO_UPDATES if FLAGS.update == interpolate.AUTO else (FLAGS.update,)
+    try:
+        ranks = tuple(int(r) for r in FLAGS.select_ranks) or (FLAGS.rank,)
+    except ValueError:
+        raise ValueError(f"--select_ranks={','.join(FLAGS.select_ranks)}: must be integers ≥ 0") from None
+    if min(ranks) < 0:
+        raise ValueError(f"--select_ranks={','.join(FLAGS.select_ranks)}: must be integers ≥ 0")
+    if FLAGS.select_iterations < 1:
+        raise ValueError(f"--select_iterations={FLAGS.select_iterations}: must be ≥ 1")
+    methods = interpolate.METHODS if FLAGS.method == interpolate.AUTO else (FLAGS.method,)
+    return interpolate.candidate_grid(updates, ranks, methods)
 
 
 def job_from_flags() -> pipeline.RecoverJob:
@@ -70,7 +107,11 @@ def job_from_flags() -> pipeline.RecoverJob:
         z_init=FLAGS.z_init,
         z_seed=FLAGS.z_seed,
         seed=FLAGS.seed,
-        recover=cli.recover_config_from_flags(),
+        # update=auto: the first candidate's until the selection has chosen.
+        recover=dataclasses.replace(
+            cli.recover_config_from_flags(),
+            update=AUTO_UPDATES[0] if FLAGS.update == interpolate.AUTO else FLAGS.update,
+        ),
         video_format=FLAGS.video_format,
     )
     return interpolate.make_job(job, FLAGS.observe_every or 1)
@@ -106,7 +147,16 @@ def run(log) -> None:
         config = dataclasses.replace(config, observe_every=run_every)
         config.validate(fit.frames.shape[0])
     else:
-        fit = interpolate.fit_observed(job_from_flags(), config.observe_every, log=log, check=config.validate)
+        job = job_from_flags()
+        candidates = candidates_from_flags()
+        fit = interpolate.fit_observed(
+            job,
+            config.observe_every,
+            log=log,
+            check=config.validate,
+            candidates=candidates if len(candidates) > 1 else None,
+            select_iterations=FLAGS.select_iterations,
+        )
     resolved = cli.resolved_flags(__name__, fit_flags.__name__)
     interpolate.run_interpolate(fit, config, FLAGS.workdir, log=log, flags=resolved)
 

@@ -102,7 +102,9 @@ class CompressConfig:
       rank: r of the key-frame codes (0 = store Z itself).
       rank_type: ``pca`` (mean + r − 1 directions) or ``svd``.
       bits: b, bits per stored number (1 … 16).
-      method: interpolation between key frames, ``linear`` or ``slerp``.
+      method: interpolation between key frames, ``linear`` or ``slerp``; ``auto`` (default): the
+        one that predicts held-out key frames best (:func:`lrgen.interpolate.select_path`: every
+        other key frame's codes interpolated from the rest), chosen before the file is written.
       iterations: latent-optimisation iterations (0 = take the encoder's codes as they are).
       z_step: α of the code update (None: 200·n/256).
       z_init: initial codes when no encoder is used (see :func:`lrgen.recover.init_codes`).
@@ -116,7 +118,7 @@ class CompressConfig:
     rank: int = 2
     rank_type: str = "pca"
     bits: int = 8
-    method: str = "linear"
+    method: str = interpolate.AUTO
     iterations: int = 2000
     z_step: float | None = None
     z_init: str = "fixed_z"
@@ -155,8 +157,9 @@ class CompressConfig:
                 f"--rank={self.rank}: must lie in [0, min(n, k)] = [0, {limit}] "
                 f"(n={n} key frames of T={T} with --keyframe_every={self.keyframe_every}, k={z_dim})"
             )
-        if self.method not in interpolate.METHODS:
-            raise ValueError(f"--method={self.method}: allowed values are {', '.join(interpolate.METHODS)}")
+        allowed = (*interpolate.METHODS, interpolate.AUTO)
+        if self.method not in allowed:
+            raise ValueError(f"--method={self.method}: allowed values are {', '.join(allowed)}")
         if self.iterations < (0 if has_encoder else 1):
             raise ValueError(
                 f"--iterations={self.iterations}: must be ≥ {0 if has_encoder else 1}"
@@ -572,6 +575,8 @@ def fit_codes(
 def make_header(
     config: CompressConfig, frames_shape, spec: models.GeneratorSpec, params, generator_path: str
 ) -> Header:
+    if config.method not in interpolate.METHODS:
+        raise ValueError(f"make_header: method {config.method!r} must be resolved to one of {interpolate.METHODS}")
     T, H, W, C = frames_shape
     return Header(
         num_frames=T,
@@ -652,8 +657,7 @@ def compress_video(
     frames = load_video_for(job, spec, log)
     cfg = job.config
     cfg.validate(frames.shape[0], spec.z_dim, has_encoder=enc is not None)
-    header = make_header(cfg, frames.shape, spec, params, job.generator)
-    keys = header.keyframes
+    keys = keyframes(frames.shape[0], cfg.keyframe_every)
     start = time.perf_counter()
     z0 = None
     if enc is not None:
@@ -672,6 +676,14 @@ def compress_video(
         + (" from the encoder's codes" if enc is not None else "")
     )
     z, fit = fit_codes(spec, params, frames[keys], cfg, z0=z0, log=log)
+    selection = None
+    if cfg.method == interpolate.AUTO:  # the skipped frames' path, from the key frames alone
+        method, selection = interpolate.select_path(
+            z, keys.astype(np.float64), frames[keys], spec, params, rank=cfg.rank
+        )
+        cfg = dataclasses.replace(cfg, method=method)
+        log(f"path between key frames chosen on held-out key frames: {method}")
+    header = make_header(cfg, frames.shape, spec, params, job.generator)
     data, decoded = encode_codes(z, header, spec, params)
     unquantised = render_keyframe_codes(z, keys, frames.shape[0], spec, params, rank=cfg.rank, method=cfg.method)
     T, H, W, C = frames.shape
@@ -699,6 +711,7 @@ def compress_video(
         },
         "encoder": job.encoder,
         "fit": fit,
+        "method_selection": selection,
         "seconds": time.perf_counter() - start,
         "config": dataclasses.asdict(cfg),
         "flags": flags or {},

@@ -82,6 +82,67 @@ def test_baselines():
     np.testing.assert_allclose(blend, [0.0, 0.5, 0.75, 0.75, 0.5])  # held after the last one
 
 
+def test_flow_baseline_follows_motion_that_the_blend_ghosts():
+    """A smooth texture moving 2 px per frame: flow interpolation puts it where it is, the blend
+    shows two half-bright copies; both are exact at the observed times."""
+    T, S = 5, 64
+    texture = np.random.default_rng(0).uniform(size=(S + 20, S + 20, 1)).astype(np.float32)
+    for _ in range(3):
+        texture = _smooth(texture)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    frames = np.stack([texture[6 : 6 + S, 2 * t : 2 * t + S] for t in range(T)])
+    t_obs, q = np.array([0.0, 4.0]), np.arange(T, dtype=np.float64)
+    flow = interpolate.flow_frames(frames[[0, 4]], t_obs, q)
+    blend = interpolate.blend_frames(frames[[0, 4]], t_obs, q)
+    np.testing.assert_array_equal(flow[[0, 4]], frames[[0, 4]])
+    err_flow = np.mean((flow[1:4] - frames[1:4]) ** 2)
+    err_blend = np.mean((blend[1:4] - frames[1:4]) ** 2)
+    assert err_flow < 0.5 * err_blend, (err_flow, err_blend)
+    assert interpolate.flow_frames(frames[[0, 4]], t_obs, np.array([9.0])).tolist() == frames[[4]].tolist()  # held
+
+
+def _smooth(f):
+    """A 3×3 box blur: real frames have soft edges, which flow needs to measure motion."""
+    p = np.pad(f, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    return sum(p[i : i + f.shape[0], j : j + f.shape[1]] for i in range(3) for j in range(3)) / 9.0
+
+
+@pytest.mark.parametrize("n", range(0, 12))
+def test_validation_folds_hold_out_interior_frames_in_folds_of_one_size(n):
+    folds = interpolate.validation_folds(n)
+    if n < 3:
+        assert folds == []
+        return
+    assert 1 <= len(folds) <= 2 and len({len(f) for f, _ in folds}) == 1
+    held_all = []
+    for fitted, held in folds:
+        assert len(held) >= 1 and not set(fitted) & set(held) and np.all(np.diff(fitted) > 0)
+        assert fitted[0] < held.min() and held.max() < fitted[-1]  # predicted, never extrapolated
+        held_all += held.tolist()
+    assert set(held_all) == set(range(1, n - 1))  # every interior observed frame is predicted once
+
+
+@pytest.mark.parametrize("truth_method", interpolate.METHODS)
+def test_path_selection_recovers_the_path_the_codes_move_along(truth_method):
+    """Codes moving along a line (linear) or a great circle at constant angular speed (slerp):
+    predicting held-out observed frames picks that path."""
+    params = jax.tree.map(lambda w: 3.0 * w, _init(jax.random.key(42)))
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, SPEC.z_dim))
+    t = np.arange(7, dtype=np.float64)
+    if truth_method == "linear":
+        z = a + (t / 6)[:, None] * b
+    else:
+        u, v = a / np.linalg.norm(a), b - (b @ a) / (a @ a) * a
+        v /= np.linalg.norm(v)
+        ang = 1.4 * t / 6  # 80° in all
+        z = 2.0 * (np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * v)
+    frames = interpolate.render(SPEC, params, z.astype(np.float32))
+    method, record = interpolate.select_path(z, t, frames, SPEC, params, rank=0)
+    assert method == truth_method, record
+    assert record["chosen"] == truth_method and {r["method"] for r in record["candidates"]} == set(interpolate.METHODS)
+
+
 def test_config_validation_names_the_flag():
     for cfg, message in [
         (interpolate.InterpolateConfig(observe_every=8), r"--observe_every=8: must lie in \[1, T − 1\] = \[1, 7\]"),
@@ -194,8 +255,15 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
     assert not bad.exists()
 
     m = json.loads((fit / "metrics.json").read_text())
-    for key in ("psnr_missing", "ssim_missing", "psnr_nearest", "psnr_blend"):
+    for key in ("psnr_missing", "ssim_missing", "psnr_nearest", "psnr_blend", "psnr_flow", "ssim_flow"):
         assert isinstance(m[key], float), key
+    assert len(m["ssim_per_missing_frame"]["flow"]) == len(m["missing_frames"])
+    # --update=joint, --method=auto: the path was chosen on held-out observed frames by a fold fit.
+    sel = m["selection"]
+    assert sel["folds"] == [{"fitted": [0.0, 6.0], "held_out": [3.0]}]
+    names = [r["candidate"] for r in sel["candidates"]]
+    assert names == ["update=joint rank=2 method=linear", "update=joint rank=2 method=slerp", *interpolate.BASELINES]
+    assert sel["chosen"] in names[:2] and m["method"] == sel["chosen"].split("method=")[1]
     assert m["observed_frames"] == [0, 3, 6] and m["extrapolated_frames"] == [7] and m["num_generated"] == 15
     assert m["flags"]["observe_every"] == 3 and m["fit"]["iterations"] == 4
     assert (fit / "generator" / "generator.json").is_file()  # the joint fit's generator, reloadable
