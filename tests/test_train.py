@@ -172,8 +172,11 @@ def test_kill_and_resume_equals_uninterrupted(digits, trained, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
+        # Orbax writes a step's files into checkpoints/4/ and commit_success.txt last: kill only
+        # once step 4 is committed (killing earlier is a different test: a torn step is ignored).
+        committed = killed / "checkpoints" / "4" / "commit_success.txt"
         deadline = time.time() + 120
-        while not (killed / "checkpoints" / "4").is_dir() and time.time() < deadline and proc.poll() is None:
+        while not committed.is_file() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.002)
         assert proc.poll() is None, "the run finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
