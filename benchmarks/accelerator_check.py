@@ -209,8 +209,12 @@ def vs_torch(shared: Path, out: Path) -> dict:
     sz = _sizes()
     contenders = {
         "lrgen": lambda tag: _lrgen_once(shared, out, sz["torch_iterations"], tag, sz["S"], sz["T"]),
-        "torch_faithful": lambda tag: _torch_once(shared, out, sz["torch_iterations"], tag, "faithful", device, sz["T"]),
-        "torch_native": lambda tag: _torch_once(shared, out, sz["torch_iterations"], tag, "native", device, sz["T"]),
+        **{
+            f"torch_{mode}": lambda tag, mode=mode: _torch_once(
+                shared, out, sz["torch_iterations"], tag, mode, device, sz["T"]
+            )
+            for mode in ("faithful", "native")
+        },
     }
     rounds: dict[str, list[dict]] = {k: [] for k in contenders}
     for r in range(FLAGS.rounds):

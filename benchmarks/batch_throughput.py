@@ -56,7 +56,9 @@ def timer(update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loo
     return run, first.compile_seconds, first.loop, 1 if mesh is None else int(mesh.devices.size)
 
 
-def throughput(update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loop: str = "auto", mesh=None) -> dict:
+def throughput(
+    update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loop: str = "auto", mesh=None
+) -> dict:
     """Steady-state speed of one batch of B sequences (compiled and warmed up first).
 
     Returns a dict: ``ms_per_iteration`` (loop wall time / iterations), ``sequences_per_s``
