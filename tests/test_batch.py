@@ -141,7 +141,7 @@ def test_sharded_recovery_has_no_collectives_and_equals_one_device():
         os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore", XLA_FLAGS="--xla_force_host_platform_device_count=2"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", _SHARDED_SCRIPT, "32", "32", "20"],
+        [sys.executable, "-c", _SHARDED_SCRIPT, "32", "32", "6"],
         cwd=ROOT,
         env=env,
         capture_output=True,
