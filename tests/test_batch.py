@@ -125,7 +125,7 @@ for update in ("latent", "joint"):
     sharded = rec.run(z0, problem, params, mesh=mesh)
     one = recover.Recoverer(models.build_generator(spec), job.recover, T).run(z0, problem, params)
     hlo = "\n".join(e.as_text() for ex in rec._executables.values() for e in ex)
-    svd_ranks = [len(m.split(",")) for m in re.findall(r"= \(f32\[([0-9,]*)\][^=]*lapack_sgesdd", hlo)]
+    svd_ranks = [len(m.split(",")) for m in re.findall(r"= \(f32\[([0-9,]*)\][^\n]*?lapack_sgesdd", hlo)]
     report[update] = {
         "max_abs_diff": float(np.abs(sharded.x - one.x).max()),
         "collectives": len(re.findall(r"(all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)", hlo)),
