@@ -24,12 +24,61 @@ flags.DEFINE_integer("iterations", 30, "Measured iterations per B (after compila
 FLAGS = flags.FLAGS
 
 
+def setting(T: int = 32, S: int = 64):
+    """(spec, random weights, generator module) of the original work's gray generator at S×S."""
+    spec = models.GeneratorSpec.default(image_size=S, channels=1)
+    return spec, models.init_generator(spec, jax.random.key(0)), models.build_generator(spec)
+
+
+def timer(update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loop: str = "auto", mesh=None):
+    """A compiled, warmed-up batch of B sequences: (run → seconds per iteration, compile s, loop, devices).
+
+    Each call of ``run`` recovers the batch again for ``iterations`` iterations with the same
+    executables, so that several contenders can be timed in alternation. ``mesh`` is used only
+    when B is a multiple of its size.
+    """
+    spec, params, model = setting(T, S)
+    cfg = recover.RecoverConfig(update=update, iterations=iterations, log_every=iterations, loop=loop)
+    rec = recover.Recoverer(model, cfg, T)
+    probs = []
+    for b in range(B):
+        op = measure.make_operator(measure.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, 1))
+        x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, 1)) * 2 - 1
+        probs.append(recover.Problem(op.A(x), op))
+    problem = jax.tree.map(lambda *v: jnp.stack(v), *probs)
+    z0 = jnp.stack([recover.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
+    mesh = mesh if mesh is not None and B % mesh.devices.size == 0 else None
+    first = rec.run(z0, problem, params, mesh=mesh)  # compile + warm up
+
+    def run() -> float:
+        return rec.run(z0, problem, params, mesh=mesh).seconds / iterations
+
+    return run, first.compile_seconds, first.loop, 1 if mesh is None else int(mesh.devices.size)
+
+
+def throughput(
+    update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loop: str = "auto", mesh=None
+) -> dict:
+    """Steady-state speed of one batch of B sequences (compiled and warmed up first).
+
+    Returns a dict: ``ms_per_iteration`` (loop wall time / iterations), ``sequences_per_s``
+    (at 2000 iterations per sequence), ``compile_s``, the ``loop`` used and the ``devices``.
+    """
+    run, compile_s, used, devices = timer(update, B, iterations, T=T, S=S, loop=loop, mesh=mesh)
+    per_iter = run()
+    return {
+        "update": update,
+        "B": B,
+        "ms_per_iteration": per_iter * 1e3,
+        "sequences_per_s": B / (per_iter * 2000),
+        "compile_s": compile_s,
+        "loop": used,
+        "devices": devices,
+    }
+
+
 def main(argv):
     del argv
-    T, S = 32, 64
-    spec = models.GeneratorSpec.default(image_size=S, channels=1)
-    params = models.init_generator(spec, jax.random.key(0))
-    model = models.build_generator(spec)
     devices = jax.local_devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("seq",)) if len(devices) > 1 else None
     print(f"backend={jax.default_backend()} devices={len(devices)} ({devices[0].device_kind})")
@@ -37,21 +86,13 @@ def main(argv):
     for update in FLAGS.update:
         base = None
         for B in map(int, FLAGS.batch_sizes):
-            cfg = recover.RecoverConfig(update=update, iterations=FLAGS.iterations, log_every=FLAGS.iterations)
-            rec = recover.Recoverer(model, cfg, T)
-            probs = []
-            for b in range(B):
-                op = measure.make_operator(measure.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, 1))
-                x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, 1)) * 2 - 1
-                probs.append(recover.Problem(op.A(x), op))
-            problem = jax.tree.map(lambda *v: jnp.stack(v), *probs)
-            z0 = jnp.stack([recover.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
-            rec.run(z0, problem, params, mesh=mesh if B % len(devices) == 0 else None)  # compile + warm up
-            res = rec.run(z0, problem, params, mesh=mesh if B % len(devices) == 0 else None)
-            per_iter = res.seconds / FLAGS.iterations
-            seqs = B / (per_iter * 2000)
-            base = base or seqs
-            print(f"| {update} | {B} | {per_iter * 1e3:.1f} | {seqs:.4f} | {seqs / base:.2f} |", flush=True)
+            r = throughput(update, B, FLAGS.iterations, mesh=mesh)
+            base = base or r["sequences_per_s"]
+            print(
+                f"| {update} | {B} | {r['ms_per_iteration']:.1f} | {r['sequences_per_s']:.4f} | "
+                f"{r['sequences_per_s'] / base:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,15 @@ run once over all B·T frames. Per-sequence generators on XLA:CPU are the except
 step is applied to each sequence in turn within one program (B ≤ 16, one device), since vmap
 would turn their convolutions into grouped ones, which XLA:CPU runs slowly.
 
+Sharding: with a mesh of several devices every batched function runs under ``jax.shard_map``
+over the sequence axis, so each device runs the one-device program on its own sequences and the
+programs hold no collective at all (left to the SPMD partitioner, vmapped per-sequence
+convolutions became all-gathers of every sequence's activations). On XLA:CPU the devices also
+run their sequences one by one (unrolled): simulated CPU devices share one intra-op thread pool,
+and jaxlib 0.10's batched LAPACK kernels (the SVD of the projection) block a pool thread while
+their batch chunks wait in that same pool, so devices that reach the SVD together deadlock;
+a one-matrix SVD never waits (BUILD_NOTES, issue 10).
+
 Looping: the step is pure. Iterations are chained either by a jitted step called from Python
 (fast on XLA:CPU, where convolutions inside a loop body run far slower) or by a jitted
 ``lax.fori_loop`` over ``log_every`` iterations (one dispatch per chunk; the default on GPU/TPU).
@@ -262,6 +271,7 @@ class Recoverer:
         self.compilations = 0  # distinct input shapes compiled so far
         self._finalize = jax.jit(self._batched(self.finalize))
         self._render = jax.jit(self._render_batch)
+        self._sharded_tail: dict = {}  # mesh → (finalize, render) run per device
 
     # ------------------------------------------------------------------ pure functions
     def losses(self, z: jax.Array, params: Any, problem: Problem) -> tuple[jax.Array, jax.Array]:
@@ -360,6 +370,29 @@ class Recoverer:
             and 1 < batch <= MAX_UNROLLED_BATCH
         )
 
+    @staticmethod
+    def _per_device(fn: Callable, mesh, replicated: tuple[int, ...] = ()) -> Callable:
+        """``fn`` of batched arguments → each device runs it on its own slice of the batch.
+
+        ``jax.shard_map`` over the mesh axis ``seq``: arguments are split along their leading
+        (sequence) axis except those at ``replicated`` (shared weights, a loop count), outputs
+        are concatenated along it. Nothing is exchanged between devices, by construction.
+        Without a mesh, or with one device, ``fn`` itself.
+        """
+        if mesh is None or mesh.devices.size == 1:
+            return fn
+        from jax.sharding import PartitionSpec
+
+        def on_devices(*args):
+            specs = tuple(PartitionSpec() if i in replicated else PartitionSpec("seq") for i in range(len(args)))
+            # check_vma=False: the generator's custom VJPs carry no varying-axis types, and the
+            # body has no collective whose replication such types would need to check.
+            return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seq"), check_vma=False)(
+                *args
+            )
+
+        return on_devices
+
     def _render_batch(self, z: jax.Array, own_params: Any, shared_params: Any) -> jax.Array:
         """G(z) in [0, 1] for a batch: each sequence's own weights when trained, else shared."""
         if self.config.trains_generator:
@@ -389,24 +422,28 @@ class Recoverer:
             out["psnr"] = jax.vmap(metrics.psnr)(self._render_batch(state.z, state.params, shared), truth)
         return out
 
-    def _compile(self, state, problem, shared, truth, unroll=False):
+    def _compile(self, state, problem, shared, truth, unroll=False, mesh=None):
         """(step or chunk executable, evaluation executable, seconds spent compiling now).
 
-        Compiled ahead of time once per input shape and reused by later :meth:`run` calls, so
-        compile time and steady-state time are measured apart.
+        Compiled ahead of time once per input shape (and mesh) and reused by later :meth:`run`
+        calls, so compile time and steady-state time are measured apart. With a mesh of several
+        devices each function runs per device (:meth:`_per_device`).
         """
         leaves, tree = jax.tree.flatten((state, problem, shared, truth))
-        key = (tree, tuple((a.shape, a.dtype) for a in leaves), unroll)
+        devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
+        key = (tree, tuple((a.shape, a.dtype) for a in leaves), unroll, devices)
         if key in self._executables:
             return (*self._executables[key], 0.0)
         t0 = time.perf_counter()
         if self.loop == "python":
-            lowered = jax.jit(self._batched(self.step, unroll), donate_argnums=0).lower(state, problem, shared)
+            step = self._per_device(self._batched(self.step, unroll), mesh, replicated=(2,))
+            lowered = jax.jit(step, donate_argnums=0).lower(state, problem, shared)
         else:
-            chunk = functools.partial(self._chunk, unroll=unroll)
+            chunk = self._per_device(functools.partial(self._chunk, unroll=unroll), mesh, replicated=(2, 3))
             lowered = jax.jit(chunk, donate_argnums=0).lower(state, problem, shared, 0)
         step = compile_fast(lowered)
-        evaluate = compile_fast(jax.jit(self._evaluate).lower(state, problem, shared, truth))
+        evaluate = self._per_device(self._evaluate, mesh, replicated=(2,))
+        evaluate = compile_fast(jax.jit(evaluate).lower(state, problem, shared, truth))
         self._executables[key] = (step, evaluate)
         self.compilations += 1
         return step, evaluate, time.perf_counter() - t0
@@ -445,8 +482,9 @@ class Recoverer:
           truth: optional ground truth (B, T, H, W, C) in [0, 1] for PSNR at log points.
           callback: called at each log point with (iteration, {name: host array (B,)}).
           mesh: optional mesh with one axis, ``seq``: every per-sequence array (state, problem,
-            truth) is sharded along its batch axis, shared weights are replicated. B must be a
-            multiple of the mesh size.
+            truth) is sharded along its batch axis, shared weights are replicated, and each
+            device runs the step on its own sequences (no collectives). B must be a multiple
+            of the mesh size.
           resume: (state, history) from an earlier, interrupted run of the same problem, as
             given to ``checkpoint``; the run continues at ``state.step``.
           checkpoint: called after every chunk of ``log_every`` iterations with the state and
@@ -477,8 +515,22 @@ class Recoverer:
             state, problem, truth = jax.device_put((state, problem, truth), along)
             shared = jax.device_put(shared, NamedSharding(mesh, PartitionSpec()))
 
-        unroll = self._unrolls(B, mesh)
-        step_fn, eval_fn, compile_seconds = self._compile(state, problem, shared, truth, unroll)
+        n_devices = 1 if mesh is None else mesh.devices.size
+        if n_devices > 1 and jax.default_backend() == "cpu":
+            # One-matrix SVDs only: see the module docstring (simulated devices, one thread pool).
+            unroll = B // n_devices > 1
+        else:
+            unroll = self._unrolls(B // n_devices, None)  # each device runs the one-device program
+        step_fn, eval_fn, compile_seconds = self._compile(state, problem, shared, truth, unroll, mesh)
+        finalize_fn, render_fn = self._finalize, self._render
+        if n_devices > 1:
+            devices = tuple(d.id for d in mesh.devices.flat)
+            if devices not in self._sharded_tail:
+                self._sharded_tail[devices] = (
+                    jax.jit(self._per_device(self._batched(self.finalize, unroll), mesh, replicated=(2,))),
+                    jax.jit(self._per_device(self._render_batch, mesh, replicated=(2,))),
+                )
+            finalize_fn, render_fn = self._sharded_tail[devices]
 
         chunk_rates = []
         done = int(jax.device_get(state.step).reshape(-1)[0])
@@ -491,11 +543,12 @@ class Recoverer:
                 for _ in range(n):
                     state, m = step_fn(state, problem, shared)
                     ms.append(m)
-                chunk = {k: jnp.stack([m[k] for m in ms], axis=1) for k in ms[0]}
+                # Stacked on the host: a device-side stack would be one more (sharded) program.
+                ms = jax.device_get(ms)
+                chunk = {k: np.stack([m[k] for m in ms], axis=1) for k in ms[0]}
             else:
                 state, buf = step_fn(state, problem, shared, n)
-                chunk = {k: v[:, :n] for k, v in buf.items()}
-            chunk = jax.device_get(chunk)
+                chunk = {k: v[:, :n] for k, v in jax.device_get(buf).items()}
             chunk_rates.append((time.perf_counter() - t0) / n)
             done += n
             logs = jax.device_get(eval_fn(state, problem, shared, truth))
@@ -519,9 +572,9 @@ class Recoverer:
                 checkpoint(state, hist)
         seconds = time.perf_counter() - t_loop
 
-        final = self._finalize(state, problem, shared)
+        final = finalize_fn(state, problem, shared)
         best_params = final.best_params if cfg.trains_generator else None
-        x = self._render(final.best_z, best_params, shared)
+        x = render_fn(final.best_z, best_params, shared)
         if truth is None:
             hist.pop("psnr")
         return RecoverResult(

@@ -99,6 +99,63 @@ def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
         np.testing.assert_allclose(_frames(tmp_path / "four", p), _frames(tmp_path / "one", p), atol=2e-5)
 
 
+# Recovers 4 sequences sharded over the simulated devices and on one device, then reports the
+# largest difference and what the compiled programs contain. T = 32 codes of k = 32 (the
+# original setting's code matrix): before issue 10's fix such a job hung (batched LAPACK SVDs
+# of several devices blocking each other in XLA:CPU's shared thread pool) or aborted in the
+# all-gathers the partitioner put into the joint step; 6×8 code matrices never did.
+_SHARDED_SCRIPT = r"""
+import json, re, sys
+import jax, jax.numpy as jnp, numpy as np
+from lrgen import measure, models, pipeline, recover
+T, S, iterations = (int(a) for a in sys.argv[1:4])
+report = {}
+for update in ("latent", "joint"):
+    job = pipeline.RecoverJob(image_size=S, num_frames=T, z_init="random",
+        measurement=measure.MeasurementSpec(missing_ratio=0.5),
+        recover=recover.RecoverConfig(update=update, iterations=iterations, log_every=iterations // 2, loop="python"))
+    spec, _ = pipeline.load_model(job, 1)
+    params = pipeline.init_params(job, spec, None)
+    rng = np.random.default_rng(0)
+    seqs = [pipeline.prepare_sequence(job, rng.random((T, S, S, 1), np.float32), spec) for _ in range(4)]
+    z0 = jnp.stack([s.z0 for s in seqs])
+    problem = jax.tree.map(lambda *v: jnp.stack(v), *[s.problem for s in seqs])
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seq",))
+    rec = recover.Recoverer(models.build_generator(spec), job.recover, T)
+    sharded = rec.run(z0, problem, params, mesh=mesh)
+    one = recover.Recoverer(models.build_generator(spec), job.recover, T).run(z0, problem, params)
+    hlo = "\n".join(e.as_text() for ex in rec._executables.values() for e in ex)
+    svd_ranks = [len(m.split(",")) for m in re.findall(r"= \(f32\[([0-9,]*)\][^\n]*?lapack_sgesdd", hlo)]
+    report[update] = {
+        "max_abs_diff": float(np.abs(sharded.x - one.x).max()),
+        "collectives": len(re.findall(r"(all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)", hlo)),
+        "svd_ranks": svd_ranks,
+    }
+print(json.dumps(report))
+"""
+
+
+def test_sharded_recovery_has_no_collectives_and_equals_one_device():
+    """2 simulated devices, T = 32, k = 32: finishes; no collective; on CPU every SVD is of one matrix."""
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARDED_SCRIPT, "32", "32", "6"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a deadlock must fail the test, not hang the suite
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for update, r in report.items():
+        assert r["collectives"] == 0, (update, r)
+        assert r["svd_ranks"] and all(k == 2 for k in r["svd_ranks"]), (update, r)  # unbatched SVDs only
+        assert r["max_abs_diff"] < 1e-4, (update, r)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
