@@ -307,8 +307,9 @@ def progress_printer(iterations: int, log: Callable[[str], None], label: str = "
         it0, t0 = first[0]
         rate = (now - t0) / (it - it0) if it > it0 else (now - start) / it
         eta = rate * (iterations - it)
-        psnr = f" psnr {float(m['psnr'][0]):6.2f} dB" if "psnr" in m else ""
-        held = f" held-out {float(m['holdout_error'][0]):.3e}" if "holdout_error" in m else ""
+        each = lambda v, f: "|".join(format(float(a), f) for a in np.ravel(v)[: 1 if label else None])  # noqa: E731
+        psnr = f" psnr {each(m['psnr'], '6.2f')} dB" if "psnr" in m else ""
+        held = f" held-out {each(m['holdout_error'], '.3e')}" if "holdout_error" in m else ""
         log(
             f"{label}[{it:>{len(str(iterations))}}/{iterations}] loss {float(m['measurement_loss'][0]):.3e}"
             f"{held}{psnr}  {now - start:6.1f}s elapsed, ETA {eta:6.1f}s"
@@ -395,6 +396,34 @@ def write_outputs(
     return out
 
 
+def screen_then_continue(recoverer, z0, problem, params, truth, own, progress, log, table):
+    """All candidates for ``screen`` iterations, then the one with the lowest held-out error alone.
+
+    The survivor continues from its own state (codes, weights, optimiser states, best iterate)
+    up to ``iterations``; the returned result (B = 1) carries the screening result as
+    ``screened`` and the time of both phases, compilations included.
+    """
+    cfg = recoverer.config
+    first = recoverer.run(z0, problem, params, truth=truth, callback=progress, own_params=own, until=cfg.screen)
+    score = first.holdout_error if "holdout_error" in first.history else first.measurement_loss
+    b = int(np.argmin(score))
+    log(f"screened {len(table)} candidates for {first.iterations} iterations: continuing {table[b]}")
+    one = lambda t: jax.tree.map(lambda a: a[b : b + 1], t)  # noqa: E731
+    hist = {k: (v[b : b + 1] if v.ndim == 2 else v) for k, v in first.history.items()}
+    rest = recoverer.run(
+        z0[b : b + 1],
+        one(problem),
+        params,
+        truth=truth[b : b + 1],
+        callback=progress,
+        resume=(one(first.state), hist),
+    )
+    rest.screened = first
+    rest.compile_seconds += first.compile_seconds
+    rest.seconds += first.seconds
+    return rest
+
+
 def choose_candidate(result: recover.RecoverResult, table: list[dict], frames: np.ndarray) -> tuple[int, list[dict]]:
     """(index of the chosen candidate, its table with measured columns), without ground truth.
 
@@ -452,10 +481,16 @@ def run_recover(
     else:
         batch = lambda a: jax.tree.map(lambda v: v[None], a)  # noqa: E731
         z0, problem, table = seq.z0[None], batch(seq.problem), [{"rank": job.recover.rank, "start": 0}]
-    result = recoverer.run(
-        z0, problem, params, truth=truth, callback=progress_printer(job.recover.iterations, log), own_params=own
-    )
-    b, table = choose_candidate(result, table, frames)
+    progress = progress_printer(job.recover.iterations, log)
+    cfg = job.recover
+    if len(table) > 1 and 0 < cfg.screen < cfg.iterations:
+        result = screen_then_continue(recoverer, z0, problem, params, truth, own, progress, log, table)
+        b, table = choose_candidate(result.screened, table, frames)
+        b_final = 0
+    else:
+        result = recoverer.run(z0, problem, params, truth=truth, callback=progress, own_params=own)
+        b, table = choose_candidate(result, table, frames)
+        b_final = b
     if len(table) > 1:
         log("candidates (chosen by held-out error; PSNR for information only):")
         for row in table:
@@ -465,13 +500,13 @@ def run_recover(
         workdir,
         seq,
         result,
-        b,
+        b_final,
         spec,
         recoverer,
         extra={
             "flags": flags or {},
             "total_seconds": time.perf_counter() - start,
-            "candidates": table,
+            "candidates": table,  # with screening: as measured when the survivor was chosen
             "chosen": table[b],
         },
     )

@@ -189,3 +189,22 @@ def test_binary_rejects_bad_candidate_ranks_in_one_line(tmp_path):
     proc = _binary("--candidate_ranks=2,x", f"--workdir={tmp_path / 'w'}")
     assert proc.returncode == 1 and proc.stderr.strip().startswith("error: --candidate_ranks=2,x")
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
+    """Candidates for `screen` iterations, then the survivor alone = that candidate run alone."""
+    from lrgen import pipeline
+
+    model, params, prob, truth = _problem(5, holdout=0.2)
+    cfg = recover.RecoverConfig(update="joint", iterations=9, log_every=3, z_step=5.0, generator_lr=1e-3, screen=3)
+    ranks = [1, 2, 0]
+    z0 = _z0(len(ranks))
+    batch = _batch(*[prob] * len(ranks)).replace(rank=jnp.asarray(ranks, jnp.int32))
+    rec = recover.Recoverer(model, cfg, T)
+    truth_b = jnp.broadcast_to(truth, (len(ranks), *truth.shape))
+    res = pipeline.screen_then_continue(rec, z0, batch, params, truth_b, None, None, lambda m: None, ranks)
+    b = int(np.argmin(res.screened.holdout_error))
+    alone = recover.Recoverer(model, dataclasses.replace(cfg, rank=ranks[b]), T).run(z0[b : b + 1], _batch(prob), params)
+    assert res.iterations == alone.iterations == 9 and res.history["measurement_loss"].shape == (1, 9)
+    np.testing.assert_allclose(res.z[0], alone.z[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res.holdout_error[0], alone.holdout_error[0], rtol=1e-4)
