@@ -38,8 +38,14 @@ CASES = {
         [f"--video={GMLR / 'rot_mnist/seq1'}", f"--generator={GMLR / 'mnist_dcgan_gmlr.npz'}"],
         [str(GMLR / "rot_mnist/seq1"), "--pretrained=1", "--max-frames=32"],
     ),
-    "two_digits": (["--video=builtin:two_digits", "--num_frames=20", f"--generator={GMLR / 'mnist_dcgan_gmlr.npz'}"], None),
-    "walking": ([f"--video={GMLR / 'walking/seq2'}", "--nograyscale"], [str(GMLR / "walking/seq2"), "--pretrained=0", "--max-frames=32"]),
+    "two_digits": (
+        ["--video=builtin:two_digits", "--num_frames=20", f"--generator={GMLR / 'mnist_dcgan_gmlr.npz'}"],
+        None,
+    ),
+    "walking": (
+        [f"--video={GMLR / 'walking/seq2'}", "--nograyscale"],
+        [str(GMLR / "walking/seq2"), "--pretrained=0", "--max-frames=32"],
+    ),
     "rotating_digit": (["--video=builtin:rotating_digit", f"--generator={GMLR / 'mnist_dcgan_gmlr.npz'}"], None),
     "translating_disc": (["--video=builtin:translating_disc"], None),
 }

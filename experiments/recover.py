@@ -71,7 +71,9 @@ flags.DEFINE_enum(
     list(recover.PRESETS),
     "faithful: the 2019 notebook; journal: the TSP 2020 code; best: lrgen's own. Flags given override it.",
 )
-flags.DEFINE_enum("z_optimizer", "gd", list(recover.Z_OPTIMIZERS), "gd: Z ← P(Z − α∇); adam: Z ← P(Z + Adam step, lr α).")
+flags.DEFINE_enum(
+    "z_optimizer", "gd", list(recover.Z_OPTIMIZERS), "gd: Z ← P(Z − α∇); adam: Z ← P(Z + Adam step, lr α)."
+)
 flags.DEFINE_float("z_step_per_frame", 200.0 / 256.0, "Default α = this × T.")
 flags.DEFINE_enum("schedule", "staircase", list(recover.SCHEDULES), "Learning-rate schedule (cosine: G and Adam on Z).")
 flags.DEFINE_float("best_margin", 0.0, "Replace the best iterate only on a loss below (1 − margin) × best.")

@@ -168,7 +168,9 @@ class RecoverConfig:
         if self.restarts < 1:
             raise ValueError(f"--restarts={self.restarts}: must be ≥ 1")
         if self.candidates > 1 and self.update == "generator":
-            raise ValueError("--candidate_ranks/--restarts: candidates differ in their codes; needs --update=latent or joint")
+            raise ValueError(
+                "--candidate_ranks/--restarts: candidates differ in their codes; needs --update=latent or joint"
+            )
 
     def step_sizes(self, num_frames: int) -> tuple[float, float]:
         """(α, η) with the original's defaults 200·T/256 (``z_step_per_frame``·T) and 0.001·T/256."""
@@ -405,7 +407,9 @@ class Recoverer:
         else:
             schedule = self.lr
         self.optimizer = optax.adam(schedule)
-        z_schedule = optax.cosine_decay_schedule(self.alpha, config.iterations) if config.schedule == "cosine" else self.alpha
+        z_schedule = self.alpha
+        if config.schedule == "cosine":
+            z_schedule = optax.cosine_decay_schedule(self.alpha, config.iterations)
         self.z_optimizer = optax.adam(z_schedule) if config.z_optimizer == "adam" else None
         self.loop = config.loop
         if self.loop == "auto":
