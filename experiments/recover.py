@@ -58,7 +58,7 @@ flags.DEFINE_integer("rank", 2, "Rank r of the code matrix Z (0 = unconstrained)
 flags.DEFINE_enum("rank_type", "pca", ["svd", "pca"], "svd: top-r SVD; pca: mean + top r−1 components.")
 flags.DEFINE_float("similarity_weight", 0.0, "1 − λ: weight of the temporal smoothness term, in [0, 1].")
 flags.DEFINE_enum("update", "joint", list(recover.UPDATES), "What is optimised.")
-flags.DEFINE_integer("iterations", 2000, "Iterations.")
+flags.DEFINE_integer("iterations", 2000, "Iterations (at most; --patience may stop earlier).")
 flags.DEFINE_float("z_step", None, "α, code step size (default 200·T/256).")
 flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·T/256).")
 flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
@@ -67,6 +67,24 @@ flags.DEFINE_integer("log_every", 100, "Iterations between progress lines and PS
 flags.DEFINE_enum(
     "loop", "auto", list(recover.LOOPS), "python: jitted step from Python; scan: jitted loop; auto: python on CPU."
 )
+flags.DEFINE_enum(
+    "preset",
+    "faithful",
+    list(recover.PRESETS),
+    "faithful: the 2019 notebook; journal: the TSP 2020 code; best: lrgen's own (held-out selection; not yet "
+    "shown better, so not the default). Flags given override it.",
+)
+flags.DEFINE_enum(
+    "z_optimizer", "gd", list(recover.Z_OPTIMIZERS), "gd: Z ← P(Z − α∇); adam: Z ← P(Z + Adam step, lr α)."
+)
+flags.DEFINE_float("z_step_per_frame", 200.0 / 256.0, "Default α = this × T.")
+flags.DEFINE_enum("schedule", "staircase", list(recover.SCHEDULES), "Learning-rate schedule (cosine: G and Adam on Z).")
+flags.DEFINE_float("best_margin", 0.0, "Replace the best iterate only on a loss below (1 − margin) × best.")
+flags.DEFINE_float("holdout_fraction", 0.0, "Fraction of measured entries held out to choose the iterate (0 = off).")
+flags.DEFINE_integer("patience", 0, "Stop once the held-out error has not improved for this many iterations (0 = off).")
+flags.DEFINE_list("candidate_ranks", [], "Ranks tried side by side in one batch, chosen by held-out error.")
+flags.DEFINE_integer("restarts", 1, "Random starts (codes; weights of an untrained generator) per candidate rank.")
+flags.DEFINE_integer("screen", 0, "Run all candidates this many iterations, then only the best (0 = all to the end).")
 flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the reconstruction video.")
 flags.DEFINE_bool("matrix_free", False, "gaussian: regenerate A_t in chunks instead of storing T×m×n numbers.")
 flags.DEFINE_integer("matrix_free_chunk", 256, "Rows of A_t generated at a time with --matrix_free.")
@@ -116,7 +134,7 @@ def job_from_flags() -> pipeline.RecoverJob:
         mask_file=FLAGS.mask_file,
         generator=FLAGS.generator,
         z_dim=FLAGS.z_dim,
-        z_init=FLAGS.z_init,
+        z_init=cli.preset_z_init(),
         encoder=FLAGS.encoder,
         encoder_input=FLAGS.encoder_input,
         z_seed=FLAGS.z_seed,

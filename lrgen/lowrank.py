@@ -48,3 +48,19 @@ def coordinates(z: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
     _, _, vh = jnp.linalg.svd(z, full_matrices=False)
     basis = vh[:rank]
     return z @ basis.T, basis
+
+
+def project_traced(z: jax.Array, rank: jax.Array, rank_type: str = "pca") -> jax.Array:
+    """:func:`project` with the rank a traced integer, so one program serves candidates of any rank.
+
+    The same SVD, with the singular values σ_i, i ≥ r (``svd``) or i ≥ r − 1 (``pca``, of the
+    centred codes) set to zero; ``rank`` 0 returns Z unchanged. Used when a batch holds
+    candidates of different ranks (``vmap`` over ``rank``).
+    """
+    if rank_type not in RANK_TYPES:
+        raise ValueError(f"rank_type={rank_type!r}: allowed values are {RANK_TYPES}")
+    mu = jnp.mean(z, axis=0, keepdims=True) if rank_type == "pca" else jnp.zeros_like(z[:1])
+    keep = rank - 1 if rank_type == "pca" else rank
+    u, s, vh = jnp.linalg.svd(z - mu, full_matrices=False)
+    s = jnp.where(jnp.arange(s.shape[0]) < keep, s, 0.0)
+    return jnp.where(rank == 0, z, (u * s) @ vh + mu)

@@ -178,10 +178,11 @@ class Sequence:
     operator: measure.Operator
     y: jax.Array
     z0: jax.Array
+    holdout: jax.Array | None = None  # measured entries left out of the loss (holdout_fraction > 0)
 
     @property
     def problem(self) -> recover.Problem:
-        return recover.Problem(self.y, self.operator)
+        return recover.Problem(self.y, self.operator, self.holdout)
 
 
 WORKDIR_FILES = ("metrics.json", "reconstruction.npz", "grid.png", "curves.png", "latent.png")
@@ -279,7 +280,44 @@ def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.Generator
         z0 = encoder.encode(*_load_encoder(job.encoder), seen)
     else:
         z0 = recover.init_codes(code_key, T, spec.z_dim, job.z_init)
-    return Sequence(frames, operator, y, z0)
+    holdout = None
+    if job.recover.holdout_fraction > 0:  # its own key: the draws above stay those of the original
+        holdout = recover.holdout_mask(_holdout_key(job.seed), operator, y, job.recover.holdout_fraction)
+    return Sequence(frames, operator, y, z0, holdout)
+
+
+def _holdout_key(seed: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), 0x40)
+
+
+def candidate_batch(
+    job: RecoverJob, seq: Sequence, spec: models.GeneratorSpec, params: Any
+) -> tuple[jax.Array, recover.Problem, list, Any]:
+    """The candidates of one video as one batch: (z0 (B, T, k), batched problem, their settings,
+    per-candidate starting weights or None).
+
+    Candidate (r, j) has rank r (each of ``candidate_ranks``) and start j: j = 0 is the job's own
+    start; j ≥ 1 draws random unit codes per frame from the seed and j and, when the generator
+    is randomly initialised and trained, new random weights too. All share y, the operator and
+    the held-out set, so their held-out errors compare like for like.
+    """
+    cfg = job.recover
+    T, k = seq.z0.shape
+    fresh_weights = not job.generator and cfg.trains_generator and cfg.restarts > 1
+    z0s, ranks, table, weights = [], [], [], []
+    for r in cfg.ranks:
+        for j in range(cfg.restarts):
+            key = jax.random.fold_in(jax.random.key(job.seed), 0x51 + j)
+            z_key, w_key = jax.random.split(key)
+            z0s.append(seq.z0 if j == 0 else recover.init_codes(z_key, T, k, "random"))
+            weights.append(params if j == 0 or not fresh_weights else models.init_generator(spec, w_key))
+            ranks.append(r)
+            table.append({"rank": r, "start": j})
+    B = len(z0s)
+    rep = lambda a: jnp.broadcast_to(a, (B, *a.shape))  # noqa: E731
+    problem = jax.tree.map(rep, seq.problem).replace(rank=jnp.asarray(ranks, jnp.int32))
+    own = jax.tree.map(lambda *w: jnp.stack(w), *weights) if fresh_weights else None
+    return jnp.stack(z0s), problem, table, own
 
 
 def describe(job: RecoverJob, recoverer: recover.Recoverer, shape: tuple[int, ...], what: str) -> str:
@@ -304,10 +342,12 @@ def progress_printer(iterations: int, log: Callable[[str], None], label: str = "
         it0, t0 = first[0]
         rate = (now - t0) / (it - it0) if it > it0 else (now - start) / it
         eta = rate * (iterations - it)
-        psnr = f" psnr {float(m['psnr'][0]):6.2f} dB" if "psnr" in m else ""
+        each = lambda v, f: "|".join(format(float(a), f) for a in np.ravel(v)[: 1 if label else None])  # noqa: E731
+        psnr = f" psnr {each(m['psnr'], '6.2f')} dB" if "psnr" in m else ""
+        held = f" held-out {each(m['holdout_error'], '.3e')}" if "holdout_error" in m else ""
         log(
             f"{label}[{it:>{len(str(iterations))}}/{iterations}] loss {float(m['measurement_loss'][0]):.3e}"
-            f"{psnr}  {now - start:6.1f}s elapsed, ETA {eta:6.1f}s"
+            f"{held}{psnr}  {now - start:6.1f}s elapsed, ETA {eta:6.1f}s"
         )
 
     return progress
@@ -326,6 +366,7 @@ def write_outputs(
 ) -> dict:
     """Write sequence ``b`` of ``result`` into ``workdir`` (metrics.json last); return its metrics."""
     cfg = job.recover
+    rank = (extra or {}).get("chosen", {}).get("rank", cfg.rank)
     x = seq.frames
     x_rec, z = result.x[b], result.z[b]
     T, H, W, C = x.shape
@@ -339,15 +380,19 @@ def write_outputs(
     io.write_video(os.path.join(workdir, f"reconstruction.{job.video_format}"), x_rec)
     hist = result.history
     curves = {"measurement loss": (np.arange(1, hist["measurement_loss"].shape[1] + 1), hist["measurement_loss"][b])}
+    if "holdout_error" in hist:
+        curves["held-out error"] = (np.arange(1, hist["holdout_error"].shape[1] + 1), hist["holdout_error"][b])
     if "psnr" in hist:
         curves["PSNR (dB)"] = (hist["log_iteration"], hist["psnr"][b])
-    report.plot_curves(os.path.join(workdir, "curves.png"), curves, log_y_keys=("measurement loss",))
-    if cfg.rank in (2, 3):
-        coords, _ = lowrank.coordinates(jnp.asarray(z), cfg.rank)
+    report.plot_curves(
+        os.path.join(workdir, "curves.png"), curves, log_y_keys=("measurement loss", "held-out error")
+    )
+    if rank in (2, 3):
+        coords, _ = lowrank.coordinates(jnp.asarray(z), rank)
         report.plot_latent_path(
             os.path.join(workdir, "latent.png"),
             np.asarray(coords),
-            title=f"codes in their rank-{cfg.rank} basis ({cfg.rank_type})",
+            title=f"codes in their rank-{rank} basis ({cfg.rank_type})",
         )
     if cfg.trains_generator:
         best = jax.tree.map(lambda p: p[b], result.params)
@@ -357,7 +402,11 @@ def write_outputs(
         "ssim": ssim,
         "measurement_loss": float(result.measurement_loss[b]),
         "final_measurement_loss": float(hist["measurement_loss"][b, -1]),
-        "iterations": cfg.iterations,
+        "holdout_error": float(result.holdout_error[b]) if "holdout_error" in hist else None,
+        "best_iteration": int(result.best_step[b]),
+        "iterations": result.iterations,
+        "preset": cfg.preset,
+        "recover_config": dataclasses.asdict(cfg),
         "seconds": result.seconds,
         "compile_seconds": result.compile_seconds,
         "seconds_per_iteration": result.seconds_per_iteration,
@@ -370,12 +419,69 @@ def write_outputs(
         "psnr_curve": {int(i): float(p) for i, p in zip(hist["log_iteration"], hist["psnr"][b])}
         if "psnr" in hist
         else {},
+        "seconds_curve": {int(i): float(t) for i, t in zip(hist["log_iteration"], hist.get("log_seconds", []))},
+        "holdout_curve": {int(i): float(hist["holdout_error"][b, i - 1]) for i in hist["log_iteration"]}
+        if "holdout_error" in hist
+        else {},
         "job": job.to_dict(),
         "environment": environment(),
         **(extra or {}),
     }
     _write_json(os.path.join(workdir, "metrics.json"), out)
     return out
+
+
+def screen_then_continue(recoverer, z0, problem, params, truth, own, progress, log, table):
+    """All candidates for ``screen`` iterations, then the one with the lowest held-out error alone.
+
+    The survivor continues from its own state (codes, weights, optimiser states, best iterate)
+    up to ``iterations``; the returned result (B = 1) carries the screening result as
+    ``screened`` and the time of both phases, compilations included.
+    """
+    cfg = recoverer.config
+    first = recoverer.run(z0, problem, params, truth=truth, callback=progress, own_params=own, until=cfg.screen)
+    score = first.holdout_error if "holdout_error" in first.history else first.measurement_loss
+    b = int(np.argmin(score))
+    log(f"screened {len(table)} candidates for {first.iterations} iterations: continuing {table[b]}")
+    one = lambda t: jax.tree.map(lambda a: a[b : b + 1], t)  # noqa: E731
+    hist = {k: (v[b : b + 1] if v.ndim == 2 else v) for k, v in first.history.items()}
+    rest = recoverer.run(
+        z0[b : b + 1],
+        one(problem),
+        params,
+        truth=truth[b : b + 1],
+        callback=progress,
+        resume=(one(first.state), hist),
+    )
+    rest.screened = first
+    rest.compile_seconds += first.compile_seconds
+    rest.seconds += first.seconds
+    return rest
+
+
+def choose_candidate(result: recover.RecoverResult, table: list[dict], frames: np.ndarray) -> tuple[int, list[dict]]:
+    """(index of the chosen candidate, its table with measured columns), without ground truth.
+
+    The lowest held-out error wins (the lowest measurement loss without a held-out set). The
+    PSNR against ``frames`` is added to the table for the record only.
+    """
+    held = "holdout_error" in result.history
+    score = result.holdout_error if held else result.measurement_loss
+    b = int(np.argmin(score))
+    rows = []
+    for i, row in enumerate(table):
+        psnr = float(metrics.psnr(jnp.asarray(result.x[i]), jnp.asarray(frames)))
+        rows.append(
+            {
+                **row,
+                "holdout_error": float(result.holdout_error[i]) if held else None,
+                "measurement_loss": float(result.measurement_loss[i]),
+                "best_iteration": int(result.best_step[i]),
+                "psnr": psnr,
+                "chosen": i == b,
+            }
+        )
+    return b, rows
 
 
 def run_recover(
@@ -401,23 +507,42 @@ def run_recover(
     recoverer = recover.Recoverer(models.build_generator(spec), job.recover, frames.shape[0])
     log(describe(job, recoverer, frames.shape, job.video))
     start = time.perf_counter()
-    batch = lambda a: jax.tree.map(lambda v: v[None], a)  # noqa: E731
-    result = recoverer.run(
-        seq.z0[None],
-        batch(seq.problem),
-        params,
-        truth=jnp.asarray(frames)[None],
-        callback=progress_printer(job.recover.iterations, log),
-    )
+    truth = jnp.asarray(frames)[None]
+    own = None
+    if job.recover.candidates > 1:
+        z0, problem, table, own = candidate_batch(job, seq, spec, params)
+        truth = jnp.broadcast_to(truth, (len(table), *truth.shape[1:]))
+    else:
+        batch = lambda a: jax.tree.map(lambda v: v[None], a)  # noqa: E731
+        z0, problem, table = seq.z0[None], batch(seq.problem), [{"rank": job.recover.rank, "start": 0}]
+    progress = progress_printer(job.recover.iterations, log)
+    cfg = job.recover
+    if len(table) > 1 and 0 < cfg.screen < cfg.iterations:
+        result = screen_then_continue(recoverer, z0, problem, params, truth, own, progress, log, table)
+        b, table = choose_candidate(result.screened, table, frames)
+        b_final = 0
+    else:
+        result = recoverer.run(z0, problem, params, truth=truth, callback=progress, own_params=own)
+        b, table = choose_candidate(result, table, frames)
+        b_final = b
+    if len(table) > 1:
+        log("candidates (chosen by held-out error; PSNR for information only):")
+        for row in table:
+            log("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     out = write_outputs(
         job,
         workdir,
         seq,
         result,
-        0,
+        b_final,
         spec,
         recoverer,
-        extra={"flags": flags or {}, "total_seconds": time.perf_counter() - start},
+        extra={
+            "flags": flags or {},
+            "total_seconds": time.perf_counter() - start,
+            "candidates": table,  # with screening: as measured when the survivor was chosen
+            "chosen": table[b],
+        },
     )
     log(
         f"PSNR {out['psnr']:.2f} dB, SSIM {out['ssim']:.4f}, "

@@ -19,6 +19,7 @@ TINY = [
     "--iterations=6",
     "--log_every=3",
     "--z_dim=8",
+    "--preset=faithful",  # the original's loop; the other presets: tests/test_method.py
 ]
 
 
