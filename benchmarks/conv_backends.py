@@ -1,10 +1,12 @@
 r"""Convolution formulations and XLA options for the generator's step, side by side.
 
-``--layers``: per layer of the original generator (N = 32 frames), ms of each exact formulation
-of the transposed convolution's forward pass (input-dilated convolution, sub-pixel 2×2
-convolution, GEMM + col2im) and of its input gradient (stride-2 convolution, adjoint of the
-sub-pixel form), and the weight gradient, all compiled as lrgen compiles them; interleaved,
-min over rounds. ``lrgen.models`` picks a formulation per layer from these numbers.
+``--layers``: per layer of the original generator (N = ``--frames`` frames), ms of each exact
+formulation of the transposed convolution's forward pass (``models._FORWARDS``: input-dilated
+convolution, sub-pixel 2×2 convolution, GEMM + col2im, phase GEMM), its input gradient
+(``models._GRADS_X``: stride-2 convolution, adjoint of the sub-pixel form, phase GEMM) and its
+weight gradient (``models._GRADS_W``: dilated convolution over the batch, phase GEMM), all
+compiled as lrgen compiles them; interleaved, min over rounds. ``lrgen.models`` picks a
+formulation per layer from these numbers.
 
 Default:
 XLA:CPU gives convolutions to YNNPACK by default; ``lrgen.recover.compile_fast`` keeps them on
@@ -19,6 +21,7 @@ weights are random (the speed does not depend on them), so nothing from ../share
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -31,37 +34,30 @@ flags.DEFINE_integer("rounds", 10, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 10, "Steps per round.")
 flags.DEFINE_enum("update", "joint", list(recover.UPDATES), "Update mode.")
 flags.DEFINE_bool("layers", False, "Time the formulations of every layer instead of the whole step.")
+flags.DEFINE_integer("frames", 32, "N, frames per layer call (--layers).")
+flags.DEFINE_integer("channels", 1, "1 (gray generator) or 3 (RGB) (--layers).")
 FLAGS = flags.FLAGS
 
 
-def _grad_x_subpixel(dy, w):
-    x = jax.ShapeDtypeStruct((dy.shape[0], dy.shape[1] // 2, dy.shape[2] // 2, w.shape[0]), dy.dtype)
-    return jax.linear_transpose(lambda a: models._conv_transpose_subpixel(a, w), x)(dy)[0]
-
-
-def _grad_x_strided(dy, w):
-    return jax.lax.conv_general_dilated(
-        dy, w.transpose(2, 3, 1, 0), (2, 2), ((1, 1), (1, 1)), dimension_numbers=models._DN
-    )
-
-
 def layer_table():
-    n = 32
-    spec = models.GeneratorSpec.default(image_size=64, channels=1)
+    n = FLAGS.frames
+    spec = models.GeneratorSpec.default(image_size=64, channels=FLAGS.channels)
     widths = (*spec.features, spec.channels)
-    print(f"transposed-convolution layers, N={n}, backend={jax.default_backend()}, {jax.devices()[0]}")
-    print("| layer | forward: dilated | sub-pixel | GEMM+col2im | dx: strided | sub-pixel adjoint | dW | pick |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"transposed-convolution layers, N={n}, backend={jax.default_backend()}, {jax.devices()[0]}, "
+          f"load {os.getloadavg()}")
+    cols = [f"fwd {h}" for h in models._FORWARDS] + [f"dx {h}" for h in models._GRADS_X]
+    cols += [f"dW {h}" for h in models._GRADS_W]
+    print("| layer | " + " | ".join(cols) + " | picks (fwd, dx, dW) |")
+    print("|---|" + "---|" * (len(cols) + 1))
     for i in range(1, len(widths)):
         h, c_in, c_out = 4 * 2 ** (i - 1), widths[i - 1], widths[i]
         k1, k2, k3 = jax.random.split(jax.random.key(i), 3)
         x = jax.random.normal(k1, (n, h, h, c_in))
         w = jax.random.normal(k2, (c_in, c_out, 4, 4))
         dy = jax.random.normal(k3, (n, 2 * h, 2 * h, c_out))
-        fwd = lambda how: lambda a, b: models._conv_transpose_fwd(a, b, how)
-        fns = {f"fwd {how}": (fwd(how), x, w) for how in models._FORWARDS}
-        fns |= {"dx strided": (_grad_x_strided, dy, w), "dx subpixel": (_grad_x_subpixel, dy, w)}
-        fns["dW"] = (models._conv_transpose_grad_w, x, dy)
+        fns = {f"fwd {how}": (lambda a, b, how=how: models._conv_transpose_fwd(a, b, how), x, w) for how in models._FORWARDS}
+        fns |= {f"dx {how}": (lambda a, b, how=how: models._conv_transpose_grad_x(a, b, how), dy, w) for how in models._GRADS_X}
+        fns |= {f"dW {how}": (lambda a, b, how=how: models._conv_transpose_grad_w(a, b, how), x, dy) for how in models._GRADS_W}
         compiled = {k: (recover.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
         times: dict[str, list[float]] = {k: [] for k in compiled}
         for _ in range(FLAGS.rounds):
@@ -72,12 +68,11 @@ def layer_table():
                     out = f(*a)
                 jax.block_until_ready(out)
                 times[k].append((time.perf_counter() - t0) / FLAGS.steps * 1e3)
-        cell = {k: f"{min(v):.2f}" for k, v in times.items()}
-        pick = models._forward_formulation(x.shape, c_out)
-        print(
-            f"| {h}→{2 * h}, {c_in}→{c_out} | {cell['fwd dilated']} | {cell['fwd subpixel']} | {cell['fwd gemm']} "
-            f"| {cell['dx strided']} | {cell['dx subpixel']} | {cell['dW']} | {pick} |"
-        )
+        cell = [f"{min(times[k]):.2f}" for k in cols]
+        picks = (models._forward_formulation(x.shape, c_out), models._grad_x_formulation(c_out),
+                 models._grad_w_formulation(c_out))
+        print(f"| {h}→{2 * h}, {c_in}→{c_out} | " + " | ".join(cell) + f" | {', '.join(picks)} |", flush=True)
+    print(f"load after {os.getloadavg()}")
 
 
 def main(argv):

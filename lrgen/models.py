@@ -64,7 +64,9 @@ _DN = ("NHWC", "HWIO", "NHWC")
 #   32→64, 32→1              1.4        2.3        1.0       |     1.2         0.6           | 0.6
 #
 # All are the same sums in another order (tests/test_models.py checks each against a scatter).
-_FORWARDS = ("dilated", "subpixel", "gemm")
+_FORWARDS = ("dilated", "subpixel", "gemm", "phase_gemm")
+_GRADS_X = ("strided", "subpixel", "phase_gemm")
+_GRADS_W = ("dilated", "phase_gemm")
 _THIN = 4  # output channels up to which a layer counts as the image layer (C = 1 or 3)
 
 
@@ -116,15 +118,85 @@ def _conv_transpose_gemm(x: jax.Array, w: jax.Array) -> jax.Array:
     return _interleave_phases(p, h, wd)
 
 
+def _subpixel_kernel(w: jax.Array) -> jax.Array:
+    """(C_in, C_out, 4, 4) → the sub-pixel GEMM matrix W_s (4·C_in, 4·C_out), rows (d, e, c), columns (a, b, o).
+
+    W_s[(d, e, c), (a, b, o)] = w[c, o, 2 + a − 2d, 2 + b − 2e]: a permutation of the 16 taps.
+    """
+    c_in, c_out = w.shape[:2]
+    tap = np.array([[2, 0], [3, 1]])  # tap[a, d]
+    k = w[:, :, tap[:, :, None, None], tap[None, None, :, :]]  # (in, out, a, d, b, e)
+    return k.transpose(3, 5, 0, 2, 4, 1).reshape(4 * c_in, 4 * c_out)
+
+
+def _patches(x: jax.Array) -> jax.Array:
+    """(N, h, w, C) → (N, h+1, w+1, 2, 2, C) with P[n, p, q, d, e] = x[n, p + d − 1, q + e − 1] (0 outside)."""
+    n, h, wd, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = [jnp.stack([xp[:, d : d + h + 1, e : e + wd + 1] for e in (0, 1)], axis=3) for d in (0, 1)]
+    return jnp.stack(rows, axis=3)
+
+
+def _phases(y: jax.Array) -> jax.Array:
+    """(N, 2h, 2w, C) → (N, h+1, w+1, 2, 2, C) phases on the padded grid (the inverse of interleaving; 0 at the border)."""
+    n, h2, w2, c = y.shape
+    p = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h2 // 2 + 1, 2, w2 // 2 + 1, 2, c)
+    return p.transpose(0, 1, 3, 2, 4, 5)
+
+
+def _conv_transpose_phase_gemm(x: jax.Array, w: jax.Array) -> jax.Array:
+    # The sub-pixel form as one explicit matrix product: 2×2 patches (M × 4·C_in, M = N(h+1)(w+1))
+    # times W_s (4·C_in × 4·C_out) gives the four output phases, which are interleaved.
+    n, h, wd, c_in = x.shape
+    m = n * (h + 1) * (wd + 1)
+    y = _patches(x).reshape(m, 4 * c_in) @ _subpixel_kernel(w)
+    return _interleave_phases(y.reshape(n, h + 1, wd + 1, 2, 2, w.shape[1]), h, wd)
+
+
 def _conv_transpose_fwd(x: jax.Array, w: jax.Array, how: str | None = None) -> jax.Array:
     how = how or _forward_formulation(x.shape, w.shape[1])
-    fn = {"dilated": _conv_transpose_dilated, "subpixel": _conv_transpose_subpixel, "gemm": _conv_transpose_gemm}
+    fn = {
+        "dilated": _conv_transpose_dilated,
+        "subpixel": _conv_transpose_subpixel,
+        "gemm": _conv_transpose_gemm,
+        "phase_gemm": _conv_transpose_phase_gemm,
+    }
     return fn[how](x, w)
 
 
-def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array) -> jax.Array:
+def _grad_x_phase_gemm(dy: jax.Array, w: jax.Array) -> jax.Array:
+    # Adjoint of the phase GEMM: Q = phases(dy) (M × 4·C_out) · W_sᵀ, then every patch entry
+    # (p, q, d, e) goes back to input pixel (p + d − 1, q + e − 1): four shifted adds.
+    n, h2, w2, c_out = dy.shape
+    h, wd, c_in = h2 // 2, w2 // 2, w.shape[0]
+    q = (_phases(dy).reshape(-1, 4 * c_out) @ _subpixel_kernel(w).T).reshape(n, h + 1, wd + 1, 2, 2, c_in)
+    return q[:, 1:, 1:, 0, 0] + q[:, :-1, 1:, 1, 0] + q[:, 1:, :-1, 0, 1] + q[:, :-1, :-1, 1, 1]
+
+
+def _grad_w_phase_gemm(x: jax.Array, dy: jax.Array) -> jax.Array:
+    # dW_s = patches(x)ᵀ · phases(dy): one GEMM contracting over all M = N(h+1)(w+1) positions of
+    # the batch; W_s holds each of the 16 taps once, so dW is dW_s permuted back:
+    # W_s[(d, e, c), (a, b, o)] = w[c, o, 2(1 − d) + a, 2(1 − e) + b].
+    c_in, c_out = x.shape[-1], dy.shape[-1]
+    g = jnp.einsum("mk,mj->kj", _patches(x).reshape(-1, 4 * c_in), _phases(dy).reshape(-1, 4 * c_out))
+    g = g.reshape(2, 2, c_in, 2, 2, c_out)[::-1, ::-1]  # (1 − d, 1 − e, c, a, b, o)
+    return g.transpose(2, 5, 0, 3, 1, 4).reshape(c_in, c_out, 4, 4)
+
+
+def _grad_x_formulation(c_out: int) -> str:
+    return "subpixel" if c_out <= _THIN else "strided"
+
+
+def _grad_w_formulation(c_out: int) -> str:
+    return "dilated"
+
+
+def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array, how: str | None = None) -> jax.Array:
     # dx[n,i,j,c] = Σ_{κ,λ,o} dy[n, 2i−1+κ, 2j−1+λ, o] · W[c, o, κ, λ]
-    if w.shape[1] <= _THIN:  # few channels: the adjoint of the sub-pixel form (a 2×2 correlation)
+    how = how or _grad_x_formulation(w.shape[1])
+    if how == "phase_gemm":
+        return _grad_x_phase_gemm(dy, w)
+    if how == "subpixel":  # few channels: the adjoint of the sub-pixel form (a 2×2 correlation)
         n, h2, w2, _ = dy.shape
         x = jax.ShapeDtypeStruct((n, h2 // 2, w2 // 2, w.shape[0]), dy.dtype)
         return jax.linear_transpose(lambda a: _conv_transpose_subpixel(a, w), x)(dy)[0]
@@ -132,9 +204,12 @@ def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(dy, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
 
 
-def _conv_transpose_grad_w(x: jax.Array, dy: jax.Array) -> jax.Array:
-    # dW[c,o,κ,λ] = Σ_{n,i,j} x[n,i,j,c] · dy[n, 2i−1+κ, 2j−1+λ, o]: the batch axis n is the
-    # contracted feature axis, o plays the batch, x (dilated by 2) is the kernel.
+def _conv_transpose_grad_w(x: jax.Array, dy: jax.Array, how: str | None = None) -> jax.Array:
+    # dW[c,o,κ,λ] = Σ_{n,i,j} x[n,i,j,c] · dy[n, 2i−1+κ, 2j−1+λ, o]
+    how = how or _grad_w_formulation(dy.shape[-1])
+    if how == "phase_gemm":
+        return _grad_w_phase_gemm(x, dy)
+    # The batch axis n is the contracted feature axis, o plays the batch, x (dilated by 2) is the kernel.
     out = lax.conv_general_dilated(
         dy,
         x,

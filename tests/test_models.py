@@ -144,6 +144,22 @@ def test_every_forward_formulation_matches_naive_scatter(x64, shape, how):
     np.testing.assert_allclose(np.asarray(y), _naive_conv_transpose_s2(x, kernel), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", CONV_SHAPES + [(2, 8, 6, 3, 6)])
+def test_every_gradient_formulation_matches_autodiff_of_reference(x64, shape):
+    # Input and weight gradients are picked per layer too (models._GRADS_X, _GRADS_W); each must
+    # equal the derivative JAX takes of the reference (input-dilated) form.
+    n, h, w, c_in, c_out = shape
+    rng = np.random.default_rng(200 + sum(shape))
+    x = jnp.asarray(rng.normal(size=(n, h, w, c_in)))
+    kernel = jnp.asarray(rng.normal(size=(c_in, c_out, 4, 4)))
+    dy = jnp.asarray(rng.normal(size=(n, 2 * h, 2 * w, c_out)))
+    dx_ref, dw_ref = jax.vjp(models.conv_transpose_s2_reference, x, kernel)[1](dy)
+    for how in models._GRADS_X:
+        assert _rel(models._conv_transpose_grad_x(dy, kernel, how), dx_ref) < 1e-12, how
+    for how in models._GRADS_W:
+        assert _rel(models._conv_transpose_grad_w(x, dy, how), dw_ref) < 1e-12, how
+
+
 @pytest.mark.parametrize("shape", CONV_SHAPES[:2] + [(2, 8, 6, 3, 6)])
 def test_custom_vjp_equals_autodiff_of_reference(x64, shape):
     n, h, w, c_in, c_out = shape

@@ -1,0 +1,198 @@
+r"""The recovery step against the machine's own fp32 matmul rate, in one run.
+
+    python -m benchmarks.roofline --rounds=5
+
+Prints, all measured in the same process and interleaved (so that load from anything else on the
+machine falls on every figure alike):
+
+* the machine's fp32 matmul rate: ``jax.jit(a @ b)`` on ``--matmul_size``² float32 matrices,
+  best of ``--rounds`` × ``--matmul_repeats`` calls, 2n³ FLOP each;
+* per step (latent, generator, joint; gray 64×64 k = 32 and RGB 64×64 k = 256, the original
+  widths; T = ``--num_frames``; B = 1 and B = ``--batch``): the FLOPs counted analytically (the
+  transposed convolutions' multiply–adds, see :func:`step_flops`) and by XLA's cost analysis,
+  the step time (min and median over rounds of the compiled step exactly as
+  :class:`lrgen.recover.Recoverer` runs it) and the fraction of the matmul rate it reaches
+  (analytic FLOPs / min time / matmul rate);
+* per layer of the gray generator (N = T frames): forward, input gradient and weight gradient
+  as :mod:`lrgen.models` computes them, time and fraction of the matmul rate.
+
+Analytic count: a 4×4 transposed convolution from (H, W, C_in) to (2H, 2W, C_out) multiplies
+every input pixel with every tap, 2·H·W·C_in·C_out·16 FLOP per frame (as PyTorch counts it; the
+taps that fall outside the output at the border are included); its input gradient and weight
+gradient cost the same. The code layer (k → 4×4×C_1) costs 2·k·16·C_1. A latent step needs the
+forward and input gradients, a generator step the forward, the weight gradients and the input
+gradients of all layers above the first, a joint step all three. Elementwise work, the loss,
+Adam and the projection are not counted (they are < 1 % of the FLOPs).
+Batches run as :class:`lrgen.recover.Recoverer` runs them (``single``, ``unrolled`` or ``vmap``);
+XLA counts the whole program in each case.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from lrgen import measure, models, recover
+
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds; min and median over them.")
+flags.DEFINE_integer("steps", 3, "Steps per round and contender.")
+flags.DEFINE_integer("matmul_size", 2048, "n of the n×n fp32 matmul that sets the machine's rate.")
+flags.DEFINE_integer("matmul_repeats", 4, "matmul calls per round (best of rounds × repeats).")
+flags.DEFINE_integer("num_frames", 32, "T.")
+flags.DEFINE_integer("batch", 4, "B of the batched rows.")
+flags.DEFINE_list("configs", ["gray", "rgb"], "gray (64×64×1, k = 32) and/or rgb (64×64×3, k = 256).")
+flags.DEFINE_list("updates", list(recover.UPDATES), "Update modes.")
+flags.DEFINE_bool("layers", True, "Also time every layer of the gray generator.")
+FLAGS = flags.FLAGS
+
+
+def layer_flops(spec: models.GeneratorSpec) -> list[tuple[str, float]]:
+    """(name, forward FLOPs per frame) of every layer; input and weight gradients cost the same."""
+    widths = (*spec.features, spec.channels)
+    out = [(f"code {spec.z_dim}→4×4×{widths[0]}", 2.0 * spec.z_dim * 16 * widths[0])]
+    for i in range(1, len(widths)):
+        h = 4 * 2 ** (i - 1)
+        out.append((f"{h}→{2 * h}, {widths[i - 1]}→{widths[i]}", 2.0 * h * h * widths[i - 1] * widths[i] * 16))
+    return out
+
+
+def step_flops(spec: models.GeneratorSpec, update: str, frames: int) -> float:
+    """Analytic FLOPs of one step over ``frames`` frames (see the module docstring)."""
+    f = [v for _, v in layer_flops(spec)]
+    fwd, dx, dw = sum(f), sum(f), sum(f)
+    if update == "latent":
+        return frames * (fwd + dx)
+    if update == "generator":
+        return frames * (fwd + dw + dx - f[0])
+    return frames * (fwd + dx + dw)
+
+
+def xla_flops(compiled) -> float:
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    return float(ca.get("flops", float("nan"))) if ca else float("nan")
+
+
+class Timed:
+    """A compiled function and its arguments; ``run`` times ``steps`` calls (state threaded through)."""
+
+    def __init__(self, fn, args, threads_state: bool):
+        self.fn, self.args, self.threads_state = fn, list(args), threads_state
+        self.times: list[float] = []
+
+    def run(self, steps: int) -> None:
+        out = None
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            out = self.fn(*self.args)
+            if self.threads_state:
+                self.args[0] = out[0]
+        jax.block_until_ready(out)
+        self.times.append((time.perf_counter() - t0) / steps)
+
+
+def step_contender(spec: models.GeneratorSpec, update: str, T: int, B: int):
+    S, C = spec.image_size, spec.channels
+    params = models.init_generator(spec, jax.random.key(0))
+    rec = recover.Recoverer(models.build_generator(spec), recover.RecoverConfig(update=update), T)
+    probs = []
+    for b in range(B):
+        op = measure.make_operator(measure.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, C))
+        x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, C)) * 2 - 1
+        probs.append(recover.Problem(op.A(x), op))
+    problem = jax.tree.map(lambda *a: jnp.stack(a), *probs)
+    z0 = jnp.stack([recover.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
+    state, shared = rec.initial_state(z0, params)
+    unroll = rec._unrolls(B, None)
+    how = "single" if B == 1 else ("unrolled" if unroll else "vmap")
+    t0 = time.perf_counter()
+    step, _, _ = rec._compile(state, problem, shared, None, unroll)
+    compile_s = time.perf_counter() - t0
+    return Timed(step, (state, problem, shared), True), xla_flops(step), compile_s, how
+
+
+def layer_contenders(spec: models.GeneratorSpec, n: int):
+    """Per stride-2 layer: forward, input gradient, weight gradient as lrgen computes them."""
+    widths = (*spec.features, spec.channels)
+    out = []
+    for i in range(1, len(widths)):
+        h, c_in, c_out = 4 * 2 ** (i - 1), widths[i - 1], widths[i]
+        k1, k2, k3 = jax.random.split(jax.random.key(i), 3)
+        x = jax.random.normal(k1, (n, h, h, c_in))
+        w = jax.random.normal(k2, (c_in, c_out, 4, 4)) * 0.05
+        dy = jax.random.normal(k3, (n, 2 * h, 2 * h, c_out))
+        flops = 2.0 * n * h * h * c_in * c_out * 16
+        how = models._forward_formulation(x.shape, c_out)
+        for part, fn, args in (
+            (f"forward ({how})", models._conv_transpose_fwd, (x, w)),
+            ("input gradient", models._conv_transpose_grad_x, (dy, w)),
+            ("weight gradient", models._conv_transpose_grad_w, (x, dy)),
+        ):
+            compiled = recover.compile_fast(jax.jit(fn).lower(*args))
+            out.append((f"{h}→{2 * h}, {c_in}→{c_out}", part, flops, Timed(compiled, args, False)))
+    return out
+
+
+def main(argv):
+    del argv
+    T, n = FLAGS.num_frames, FLAGS.matmul_size
+    load0 = os.getloadavg()
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(lambda u, v: u @ v)
+    jax.block_until_ready(matmul(a, b))
+    mm_times: list[float] = []
+
+    specs = {
+        "gray": models.GeneratorSpec.default(image_size=64, channels=1),
+        "rgb": models.GeneratorSpec.default(image_size=64, channels=3),
+    }
+    steps = {}
+    for cfg in FLAGS.configs:
+        for update in FLAGS.updates:
+            for B in (1, FLAGS.batch):
+                steps[(cfg, update, B)] = step_contender(specs[cfg], update, T, B)
+    layers = layer_contenders(specs["gray"], T) if FLAGS.layers else []
+    for c in [s[0] for s in steps.values()] + [lc[3] for lc in layers]:  # warm up
+        c.run(1)
+        c.times.clear()
+
+    for r in range(FLAGS.rounds):
+        for _ in range(FLAGS.matmul_repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(matmul(a, b))
+            mm_times.append(time.perf_counter() - t0)
+        for c in [s[0] for s in steps.values()] + [lc[3] for lc in layers]:
+            c.run(FLAGS.steps)
+        print(f"round {r + 1}/{FLAGS.rounds}, load {os.getloadavg()[0]:.1f}", flush=True)
+
+    rate = 2.0 * n**3 / min(mm_times)
+    print(f"\nbackend={jax.default_backend()} ({jax.devices()[0].device_kind}), load before {load0}, "
+          f"after {os.getloadavg()}")
+    print(f"fp32 matmul {n}²: best {min(mm_times) * 1e3:.1f} ms = **{rate / 1e9:.0f} GFLOP/s** "
+          f"(median {2.0 * n**3 / np.median(mm_times) / 1e9:.0f})\n")
+    print("| generator | update | B | GFLOP analytic | GFLOP XLA | min ms | median ms | GFLOP/s | "
+          "fraction of matmul rate | batching | compile s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (cfg, update, B), (c, xf, cs, how) in steps.items():
+        fl = step_flops(specs[cfg], update, B * T)
+        xla = xf
+        t = min(c.times)
+        print(f"| {cfg} 64×64 | {update} | {B} | {fl / 1e9:.2f} | {xla / 1e9:.2f} | {t * 1e3:.1f} | "
+              f"{np.median(c.times) * 1e3:.1f} | {fl / t / 1e9:.0f} | **{fl / t / rate:.2f}** | {how} | {cs:.1f} |")
+    if layers:
+        print(f"\nPer layer, gray generator, N = {T} frames:\n")
+        print("| layer | part | GFLOP | min ms | median ms | GFLOP/s | fraction of matmul rate |\n|---|---|---|---|---|---|---|")
+        for name, part, fl, c in layers:
+            t = min(c.times)
+            print(f"| {name} | {part} | {fl / 1e9:.3f} | {t * 1e3:.2f} | {np.median(c.times) * 1e3:.2f} | "
+                  f"{fl / t / 1e9:.0f} | {fl / t / rate:.2f} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
