@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 RANK_TYPES = ("svd", "pca")
 
@@ -64,3 +65,35 @@ def project_traced(z: jax.Array, rank: jax.Array, rank_type: str = "pca") -> jax
     u, s, vh = jnp.linalg.svd(z - mu, full_matrices=False)
     s = jnp.where(jnp.arange(s.shape[0]) < keep, s, 0.0)
     return jnp.where(rank == 0, z, (u * s) @ vh + mu)
+
+
+def factorise(z: np.ndarray, rank: int, rank_type: str = "svd") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The factorisation Z = 1 μᵀ + C B of codes Z (n, k), on the host in float64.
+
+    B (d, k) holds the top d right singular vectors of Z − 1 μᵀ (orthonormal rows) and
+    C = (Z − 1 μᵀ) Bᵀ (n, d):
+
+    ``svd``  μ = 0 and d = r: Z ≈ C B, the subspace of :func:`project` with ``svd``.
+    ``pca``  μ = the mean code and d = r − 1: the affine subspace of :func:`project` with ``pca``.
+
+    After the matching projection the factorisation reproduces Z exactly (up to rounding).
+    ``rank`` 0 (unconstrained codes) keeps every direction, d = min(n, k), which reproduces any Z.
+    d is clipped to min(n, k). Float64 numpy, deterministic, so that an encoder and a decoder
+    (:mod:`lrgen.compress`) and interpolation agree bit for bit. Used to draw codes in their
+    low-rank coordinates, to interpolate them and to store them compactly.
+
+    Returns:
+        (μ (k,), C (n, d), B (d, k)), all float64.
+    """
+    if rank_type not in RANK_TYPES:
+        raise ValueError(f"rank_type={rank_type!r}: allowed values are {RANK_TYPES}")
+    z = np.asarray(z, np.float64)
+    mu = z.mean(axis=0) if rank_type == "pca" else np.zeros(z.shape[1])
+    if rank == 0:
+        d = min(z.shape)
+    else:
+        d = min(rank - 1 if rank_type == "pca" else rank, *z.shape)
+    centred = z - mu
+    _, _, vh = np.linalg.svd(centred, full_matrices=False)
+    basis = vh[:d]
+    return mu, centred @ basis.T, basis

@@ -173,3 +173,18 @@ def test_coordinates_after_projection(rank_type):
     c, b = (np.asarray(a) for a in lowrank.coordinates(jnp.asarray(p), r))
     np.testing.assert_allclose(b @ b.T, np.eye(r), rtol=0, atol=1e-12)
     np.testing.assert_allclose(c @ b, p, rtol=0, atol=1e-11 * np.linalg.norm(p))
+
+
+@pytest.mark.parametrize("rank_type, rank, d", [("svd", 2, 2), ("pca", 3, 2), ("svd", 0, 12), ("pca", 1, 0)])
+def test_factorise_reproduces_projected_codes(rank_type, rank, d):
+    """Z = 1 μᵀ + C B exactly after the matching projection, with orthonormal rows of B."""
+    z = np.random.default_rng(0).standard_normal((12, 32)).astype(np.float32)
+    zp = np.asarray(lowrank.project(z, rank, rank_type), np.float64)
+    mu, c, b = lowrank.factorise(zp, rank, rank_type)
+    assert c.shape == (12, d) and b.shape == (d, 32)
+    np.testing.assert_allclose(mu + c @ b, zp, atol=1e-5)
+    np.testing.assert_allclose(b @ b.T, np.eye(d), atol=1e-10)
+    if rank_type == "svd":
+        assert not mu.any()
+    else:
+        np.testing.assert_allclose(mu, zp.mean(axis=0), atol=1e-12)
