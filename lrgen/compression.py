@@ -241,11 +241,11 @@ def fit_codes(
         return np.asarray(lowrank.project(z0, config.rank, config.rank_type)), {"iterations": 0, "seconds": 0.0}
     recoverer = recover.Recoverer(models.build_generator(spec), rc, n)
     callback = pipeline.progress_printer(rc.iterations, log, "fit ") if log else None
-    z, x, _, result = fit_frames(recoverer, z0, pixels.to_model(frames), params, frames, callback)
+    z, x, _, timing = fit_frames(recoverer, z0, pixels.to_model(frames), params, frames, callback)
     stats = {
         "iterations": rc.iterations,
-        "seconds": result.seconds,
-        "compile_seconds": result.compile_seconds,
+        "seconds": timing["seconds"],
+        "compile_seconds": timing["compile_seconds"],
         "z_step": recoverer.alpha,
         "psnr_keyframes_fit": float(metrics.psnr(x, frames)),
     }

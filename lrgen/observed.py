@@ -75,22 +75,30 @@ def fit_frames(
     params: Any,
     truth: np.ndarray,
     callback: Callable[[int, dict], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, Any, recover.RecoverResult]:
+) -> tuple[np.ndarray, np.ndarray, Any, dict]:
     """Fit codes (and weights, when the configuration trains G) to one sequence, y = I(x).
 
-    :meth:`lrgen.recover.Recoverer.run` takes a batch of B sequences (leading axis on z0, y and
-    truth); one sequence is a batch of one. This is the one place interpolation and compression
-    add that axis and take it off again.
+    Used by both applications: interpolation fits the observed frames, compression the key
+    frames. :meth:`lrgen.recover.Recoverer.run` takes a batch of B sequences (leading axis on
+    z0, y and truth); one sequence is a batch of one, and this is the one place where the
+    applications add that axis and take it off again.
 
     Returns:
-      (codes (n, k), frames G(z) (n, H, W, C) in [0, 1], the generator's weights (tuned or
-      ``params``), the batched result).
+      (codes (n, k), frames G(z) (n, H, W, C) in [0, 1], the generator's weights (tuned, or
+      ``params``), ``seconds``, ``compile_seconds``, ``seconds_per_iteration`` and the final
+      ``measurement_loss``).
     """
     problem = recover.Problem(jnp.asarray(y)[None], measure.Identity())
     result = recoverer.run(jnp.asarray(z0)[None], problem, params, truth=jnp.asarray(truth)[None], callback=callback)
     if recoverer.config.trains_generator:
         params = jax.tree.map(lambda p: p[0], result.params)
-    return np.asarray(result.z[0]), result.x[0], params, result
+    stats = {
+        "seconds": result.seconds,
+        "compile_seconds": result.compile_seconds,
+        "seconds_per_iteration": result.seconds_per_iteration,
+        "measurement_loss": float(result.measurement_loss[0]),
+    }
+    return np.asarray(result.z[0]), result.x[0], params, stats
 
 
 def make_job(job: pipeline.RecoverJob, observe_every: int) -> pipeline.RecoverJob:
@@ -132,10 +140,17 @@ def fit_observed(
     start = time.perf_counter()
     if candidates:
         log(f"choosing among {len(candidates)} candidates on held-out observed frames")
-        t_obs = idx.astype(np.float64)
-        y, z0, iterations = seq.y[idx], seq.z0[idx], select_iterations
         chosen, selection = select_candidates(
-            job, spec, params, frames[idx], y, z0, t_obs, candidates, iterations=iterations, log=log
+            job,
+            spec,
+            params,
+            frames[idx],
+            seq.y[idx],
+            seq.z0[idx],
+            idx.astype(np.float64),
+            candidates,
+            iterations=select_iterations,
+            log=log,
         )
         selection["seconds"] = time.perf_counter() - start
         log(f"chosen: {chosen.name} ({selection['seconds']:.0f}s)")
@@ -146,15 +161,12 @@ def fit_observed(
     what = f"{n} observed frames (every {observe_every}) of {job.video}"
     log(pipeline.describe(job, recoverer, (n, *frames.shape[1:]), what))
     progress = pipeline.progress_printer(job.recover.iterations, log)
-    z, x, params, result = fit_frames(recoverer, seq.z0[idx], seq.y[idx], params, frames[idx], progress)
+    z, x, params, stats = fit_frames(recoverer, seq.z0[idx], seq.y[idx], params, frames[idx], progress)
     fit = {
         "psnr_observed_fit": float(metrics.psnr(x, frames[idx])),
         "iterations": job.recover.iterations,
         "update": job.recover.update,
-        "seconds": result.seconds,
-        "compile_seconds": result.compile_seconds,
-        "seconds_per_iteration": result.seconds_per_iteration,
-        "measurement_loss": float(result.measurement_loss[0]),
+        **stats,
         "trained_generator": job.recover.trains_generator,
         "total_seconds": time.perf_counter() - start,
     }

@@ -126,12 +126,13 @@ def _score_row(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {"psnr": s["psnr"], "ssim": s["ssim"]}
 
 
-def _predict(z_folds, t_obs: np.ndarray, folds, spec, params_of: Callable[[int], Any], *, rank: int, method: str):
-    """Each fold's held-out frames, rendered from its fitted codes along ``method``'s path."""
+def _predict(z_folds, t_obs: np.ndarray, folds, spec, params, *, per_fold: bool, rank: int, method: str):
+    """Each fold's held-out frames, rendered from its fitted codes along ``method``'s path
+    (with the fold's own weights when ``per_fold``: ``params`` then has a leading fold axis)."""
     preds = []
     for b, (f, h) in enumerate(folds):
         z_h, _, _ = interpolate_codes(z_folds[b], t_obs[f], t_obs[h], rank=rank, method=method)
-        preds.append(render(spec, params_of(b), z_h))
+        preds.append(render(spec, jax.tree.map(lambda p: p[b], params) if per_fold else params, z_h))
     return np.concatenate(preds)
 
 
@@ -203,6 +204,7 @@ def select_candidates(
     if not folds or len(candidates) == 1:
         record.update(candidates=[], chosen=candidates[0].name, note="nothing to choose from" if folds else "n < 3")
         return candidates[0], record
+    truth_held = np.concatenate([frames[h] for _, h in folds])
     rows: list[dict] = [{"candidate": c.name} for c in candidates]
     groups: dict = {}  # one fit per configuration, shared by the candidates that differ in the path
     for i, c in enumerate(candidates):
@@ -211,43 +213,37 @@ def select_candidates(
             cfg = dataclasses.replace(cfg, iterations=min(iterations, cfg.iterations))
         groups.setdefault(cfg, []).append(i)
     for cfg, members in groups.items():
-        _fit_and_score(cfg, [(i, candidates[i]) for i in members], rows, job, spec, params, frames, y, z0, t_obs, log)
+        try:
+            cfg.validate(len(folds[0][0]), spec.z_dim)
+        except ValueError as e:  # e.g. a rank above the frames of a fold
+            for i in members:
+                rows[i]["error"] = str(e)
+            continue
+        result = _fit_folds(cfg, spec, params, frames, y, z0, folds)
+        own = cfg.trains_generator  # each fold tuned its own copy of the weights
+        fold_params = result.params if own else params
+        label = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if getattr(job.recover, k) != v)
+        for i in members:
+            c = candidates[i]
+            pred = _predict(result.z, t_obs, folds, spec, fold_params, per_fold=own, rank=cfg.rank, method=c.method)
+            seconds = result.seconds + result.compile_seconds
+            rows[i].update(**dict(c.recover), method=c.method, **_score_row(pred, truth_held), seconds=seconds)
+            log(
+                f"  candidate {c.name}: held-out {fmt(rows[i]['psnr'])} dB / SSIM {fmt(rows[i]['ssim'], 4)}"
+                + (f" ({label})" if label else "")
+            )
     best = _pick(rows)
     rows += _baseline_rows(frames, t_obs, folds)
     record.update(candidates=rows, chosen=candidates[best].name)
     return candidates[best], record
 
 
-def _fit_and_score(cfg, members, rows, job, spec, params, frames, y, z0, t_obs, log) -> None:
-    """Fit every fold with ``cfg`` (one batch) and fill the rows of the candidates using it."""
-    folds = validation_folds(frames.shape[0])
-    m = len(folds[0][0])
-    try:
-        cfg.validate(m, spec.z_dim)
-    except ValueError as e:  # e.g. a rank above the frames of a fold
-        for i, _ in members:
-            rows[i]["error"] = str(e)
-        return
+def _fit_folds(cfg: recover.RecoverConfig, spec, params, frames, y, z0, folds) -> recover.RecoverResult:
+    """Fit every fold's frames with ``cfg``, the folds as one batch (leading axis B = folds)."""
     fitted = np.stack([f for f, _ in folds])
-    recoverer = recover.Recoverer(models.build_generator(spec), cfg, m)
-    result = recoverer.run(
-        z0[fitted], recover.Problem(y[fitted], measure.Identity()), params, truth=jnp.asarray(frames[fitted])
-    )
-    truth_held = np.concatenate([frames[h] for _, h in folds])
-    params_of = (lambda b: jax.tree.map(lambda p: p[b], result.params)) if cfg.trains_generator else (lambda b: params)
-    label = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if getattr(job.recover, k) != v)
-    for i, c in members:
-        pred = _predict(result.z, t_obs, folds, spec, params_of, rank=cfg.rank, method=c.method)
-        rows[i].update(
-            **dict(c.recover),
-            method=c.method,
-            **_score_row(pred, truth_held),
-            seconds=result.seconds + result.compile_seconds,
-        )
-        log(
-            f"  candidate {c.name}: held-out {fmt(rows[i]['psnr'])} dB / SSIM {fmt(rows[i]['ssim'], 4)}"
-            + (f" ({label})" if label else "")
-        )
+    recoverer = recover.Recoverer(models.build_generator(spec), cfg, fitted.shape[1])
+    problem = recover.Problem(y[fitted], measure.Identity())
+    return recoverer.run(z0[fitted], problem, params, truth=jnp.asarray(frames[fitted]))
 
 
 def select_path(
@@ -271,7 +267,7 @@ def select_path(
     z_folds = [z[f] for f, _ in folds]
     rows = []
     for method in methods:
-        pred = _predict(z_folds, t_obs, folds, spec, lambda b: params, rank=rank, method=method)
+        pred = _predict(z_folds, t_obs, folds, spec, params, per_fold=False, rank=rank, method=method)
         rows.append({"candidate": f"method={method}", "method": method, **_score_row(pred, truth_held)})
     best = _pick(rows)
     record.update(candidates=rows, chosen=methods[best])
