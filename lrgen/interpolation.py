@@ -38,7 +38,7 @@ from lrgen import checkpoint, io, pipeline, report
 from lrgen.baselines import BASELINES
 from lrgen.latent_paths import MAX_FACTOR, METHODS, fine_times, interpolate_codes, render
 from lrgen.observed import Fit, fit_observed, load_recover_workdir, make_job
-from lrgen.selection import AUTO, AUTO_UPDATES, SELECT_ITERATIONS, candidate_grid, fmt, score, select_path
+from lrgen.selection import AUTO, AUTO_UPDATES, SELECT_ITERATIONS, Candidate, candidate_grid, fmt, score, select_path
 
 # Whole-frame columns in the comparison grid (a contiguous window from frame 0).
 GRID_FRAMES = 16
@@ -119,7 +119,7 @@ class InterpolateJob:
             written = os.path.join(workdir, "generator")
             io.check_not_inputs("--workdir", workdir, inputs, written=written, inside=True)
 
-    def candidates(self) -> tuple:
+    def candidates(self) -> tuple[Candidate, ...]:
         """The settings to choose from: every ``auto`` contributes its choices (one: no selection)."""
         updates = AUTO_UPDATES if self.update == AUTO else (self.update,)
         bad = ValueError(f"--select_ranks={','.join(map(str, self.select_ranks))}: must be integers ≥ 0")
@@ -156,7 +156,7 @@ def interpolate_video(
     Raises:
       ValueError: a wrong input, naming the flag, the bad value and what is allowed.
     """
-    if bool(job.fit) == bool(job.recover_workdir):
+    if (job.fit is None) == (not job.recover_workdir):
         raise ValueError("give exactly one of --video (fit the observed frames here) and --recover_workdir")
     job.check_workdir(workdir)
     config = job.config
