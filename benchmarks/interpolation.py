@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import checkpoint, interpolate, models, pipeline, recover
+from lrgen import baselines, checkpoint, interpolation, latent_paths, models, observed, pipeline, recover, selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/bench_interp", "Output folder (cells are resumed from here).")
@@ -53,7 +53,7 @@ CASES = {
     "two_digits": {"video": "builtin:two_digits", "generator": MNIST, "num_frames": 0},
     "walking": {"video": "../shared/data/gmlr/walking/seq2", "grayscale": False, "generator": "colour"},
 }
-METHODS = ("lrgen", *interpolate.BASELINES)
+METHODS = ("lrgen", *baselines.BASELINES)
 
 
 def colour_generator(workdir: str) -> str:
@@ -73,16 +73,16 @@ def run_cell(case: str, stride: int, seed: int, out: str, log) -> None:
         **spec,
         seed=seed,
         z_seed=100 + seed,
-        recover=recover.RecoverConfig(update=interpolate.AUTO_UPDATES[0], iterations=FLAGS.iterations),
+        recover=recover.RecoverConfig(update=selection.AUTO_UPDATES[0], iterations=FLAGS.iterations),
     )
-    job = interpolate.make_job(job, stride)
-    candidates = interpolate.candidate_grid(interpolate.AUTO_UPDATES, (job.recover.rank,), interpolate.METHODS)
-    config = interpolate.InterpolateConfig(observe_every=stride, factor=1, video_format="gif")
+    job = observed.make_job(job, stride)
+    candidates = selection.candidate_grid(selection.AUTO_UPDATES, (job.recover.rank,), latent_paths.METHODS)
+    config = interpolation.InterpolateConfig(observe_every=stride, factor=1, video_format="gif")
     t0 = time.perf_counter()
-    fit = interpolate.fit_observed(job, stride, log=log, check=config.validate, candidates=candidates)
+    fit = observed.fit_observed(job, stride, log=log, check=config.validate, candidates=candidates)
     tmp = out + ".tmp"  # renamed when complete: a cell is either finished or absent
     shutil.rmtree(tmp, ignore_errors=True)
-    m = interpolate.run_interpolate(fit, config, tmp, log=log, flags={"benchmark": sys.argv})
+    m = interpolation.run_interpolate(fit, config, tmp, log=log, flags={"benchmark": sys.argv})
     m["wall_seconds"] = time.perf_counter() - t0
     pipeline._write_json(os.path.join(tmp, "metrics.json"), m)
     os.replace(tmp, out)

@@ -14,7 +14,7 @@ r"""Rate–distortion of lrgen's generative compression beside JPEG (per frame) 
 
 Rates are bits per pixel, 8 · bytes / (T · H · W), every byte counted:
 
-* lrgen: the whole compressed file (:mod:`lrgen.compress`: header with the generator's
+* lrgen: the whole compressed file (:mod:`lrgen.codec`: header with the generator's
   locator, ranges, payload, CRC). Key-frame codes are fitted once per (key-frame interval,
   rank) and quantised at every ``--bits``; the generator is shared and reported apart.
 * JPEG (Pillow, per frame, 4:2:0 for colour, standard tables): ``jpeg`` counts every frame's
@@ -26,7 +26,7 @@ Rates are bits per pixel, 8 · bytes / (T · H · W), every byte counted:
   no container. The stream is decoded back with FFmpeg's decoder and scored.
   ``h264_keys{4,8}_blend`` encode only lrgen's key frames (every 4th / 8th and the last) and
   blend the decoded neighbours for the frames between; ``h264_keys{4,8}_flow`` fill them by
-  optical-flow interpolation of the decoded neighbours (:func:`lrgen.interpolate.flow_frames`,
+  optical-flow interpolation of the decoded neighbours (:func:`lrgen.baselines.flow_frames`,
   the motion-compensated baseline): the same skipped-frame structure, and
   how a standard codec reaches the very low rates where lrgen operates (per-frame overhead
   keeps plain H.264 above ~0.03 bpp on these tiny frames).
@@ -50,7 +50,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from lrgen import checkpoint, compress, interpolate, io, models, pipeline
+from lrgen import baselines, checkpoint, codec, compression, io, models, pipeline, selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", "", "Video to compress (as experiments.compress --video).")
@@ -134,7 +134,7 @@ def jpeg_rd(frames: np.ndarray, qualities: list[int]) -> list[dict]:
             d = np.asarray(Image.open(pyio.BytesIO(blobs[-1])), np.float32) / 255.0
             decoded.append(d[..., None] if d.ndim == 2 else d)
         x = np.stack(decoded)
-        s = compress.score(x, frames)
+        s = compression.score(x, frames)
         heads = [b[: _sos(b)] for b in blobs]
         shared = sum(len(b) for b in blobs) - sum(len(h) for h in heads[1:]) if len(set(heads)) == 1 else None
         for codec, size in (("jpeg", sum(len(b) for b in blobs)), ("jpeg_shared_tables", shared)):
@@ -173,7 +173,7 @@ def h264_rd(frames: np.ndarray, qps: list[int], *, keyframe_every: int = 1) -> l
     import av
 
     T, H, W, C = frames.shape
-    keys = compress.keyframes(T, keyframe_every)
+    keys = codec.keyframes(T, keyframe_every)
     u8 = _u8(frames)[keys]
     h, w = u8.shape[1:3]
     rows = []
@@ -199,10 +199,10 @@ def h264_rd(frames: np.ndarray, qps: list[int], *, keyframe_every: int = 1) -> l
         x = x[..., None] if x.ndim == 3 else x
         if x.shape[0] != len(keys):
             raise RuntimeError(f"H.264 decoded {x.shape[0]} frames of {len(keys)}")
-        fills = {"blend": interpolate.blend_frames, "flow": interpolate.flow_frames} if keyframe_every > 1 else {}
+        fills = {"blend": baselines.blend_frames, "flow": baselines.flow_frames} if keyframe_every > 1 else {}
         for fill, fn in fills.items() or [("", None)]:
             y = fn(x, keys.astype(np.float64), np.arange(T, dtype=np.float64)) if fn else x
-            s = compress.score(y, frames)
+            s = compression.score(y, frames)
             codec = f"h264_keys{keyframe_every}_{fill}" if fill else "h264"
             rows.append(
                 {"codec": codec, "setting": f"qp={qp}", "bytes": len(stream), "bpp": 8 * len(stream) / (T * H * W), **s}
@@ -218,27 +218,29 @@ def lrgen_rd(frames, generator: str, everies, ranks, bits_list, rank_type: str, 
     rows = []
     for every in everies:
         for rank in ranks:
-            base = compress.CompressConfig(keyframe_every=every, rank=rank, rank_type=rank_type, iterations=iterations)
+            base = compression.CompressConfig(
+                keyframe_every=every, rank=rank, rank_type=rank_type, iterations=iterations
+            )
             base.validate(T, spec.z_dim)
-            keys = compress.keyframes(T, every)
+            keys = codec.keyframes(T, every)
             t0 = time.perf_counter()
-            z, fit = compress.fit_codes(spec, params, frames[keys], base)
+            z, fit = compression.fit_codes(spec, params, frames[keys], base)
             fit_seconds = time.perf_counter() - t0
             # The path between key frames as experiments.compress chooses it (method=auto).
-            method, _ = interpolate.select_path(z, keys.astype(np.float64), frames[keys], spec, params, rank=rank)
-            unq = compress.render_keyframe_codes(z, keys, T, spec, params, rank=rank, method=method)
-            s_unq = compress.score(unq, frames)
+            method, _ = selection.select_path(z, keys.astype(np.float64), frames[keys], spec, params, rank=rank)
+            unq = compression.render_keyframe_codes(z, keys, T, spec, params, rank=rank, method=method)
+            s_unq = compression.score(unq, frames)
             log(
                 f"  s={every} r={rank}: {len(keys)} key frames fitted in {fit_seconds:.0f}s, {method} path, "
                 f"unquantised {s_unq['psnr']:.2f} dB"
             )
             for bits in bits_list:
-                cfg = compress.CompressConfig(
+                cfg = compression.CompressConfig(
                     keyframe_every=every, rank=rank, rank_type=rank_type, bits=bits, method=method
                 )
-                header = compress.make_header(cfg, frames.shape, spec, params, generator)
-                data, x = compress.encode_codes(z, header, spec, params)
-                s = compress.score(x, frames)
+                header = compression.make_header(cfg, frames.shape, spec, params, generator)
+                data, x = compression.encode_codes(z, header, spec, params)
+                s = compression.score(x, frames)
                 rows.append(
                     {
                         "codec": "lrgen",
@@ -334,7 +336,7 @@ def main(argv):
     )
     frames = pipeline.load_frames(job)
     label = FLAGS.label or os.path.basename(os.path.normpath(FLAGS.video))
-    log(f"{label}: {frames.shape}, generator {FLAGS.generator} ({compress.generator_bytes(params)} bytes)")
+    log(f"{label}: {frames.shape}, generator {FLAGS.generator} ({codec.generator_bytes(params)} bytes)")
     rows = jpeg_rd(frames, [int(q) for q in FLAGS.jpeg_qualities])
     for s in (1, 4, 8):
         rows += h264_rd(frames, [int(q) for q in FLAGS.h264_qps], keyframe_every=s)
@@ -365,7 +367,7 @@ def main(argv):
         "label": label,
         "frames": list(frames.shape),
         "generator": FLAGS.generator,
-        "generator_bytes_float32": compress.generator_bytes(params),
+        "generator_bytes_float32": codec.generator_bytes(params),
         "iterations": FLAGS.iterations,
         "argv": sys.argv,
         "environment": pipeline.environment(),
@@ -380,7 +382,7 @@ def main(argv):
     with io.atomic_write(os.path.join(FLAGS.workdir, "rd.md")) as tmp:
         with open(tmp, "w") as f:
             f.write(md + "\n")
-    plot(os.path.join(FLAGS.workdir, "rd.png"), rows, label, compress.generator_bytes(params))
+    plot(os.path.join(FLAGS.workdir, "rd.png"), rows, label, codec.generator_bytes(params))
     log(md)
 
 

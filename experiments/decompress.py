@@ -15,7 +15,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from experiments import cli
-from lrgen import compress
+from lrgen import compression
 
 FLAGS = flags.FLAGS
 
@@ -29,7 +29,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with cli.user_errors():
-        compress.decompress_file(FLAGS.input, FLAGS.output, generator=FLAGS.generator, factor=FLAGS.factor, log=cli.log)
+        compression.decompress_file(
+            FLAGS.input, FLAGS.output, generator=FLAGS.generator, factor=FLAGS.factor, log=cli.log
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import checkpoint, compress, interpolate, lowrank, models
+from lrgen import checkpoint, codec, compression, latent_paths, lowrank, models
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
@@ -35,7 +35,7 @@ def gen(tmp_path_factory):
 
 
 def _header(T=9, every=4, rank=2, rank_type="pca", bits=6, method="linear", params=None):
-    return compress.Header(
+    return codec.Header(
         num_frames=T,
         height=32,
         width=32,
@@ -46,7 +46,7 @@ def _header(T=9, every=4, rank=2, rank_type="pca", bits=6, method="linear", para
         bits=bits,
         keyframe_every=every,
         method=method,
-        generator_id=compress.generator_id(SPEC, params) if params is not None else b"12345678",
+        generator_id=codec.generator_id(SPEC, params) if params is not None else b"12345678",
         generator_path="gen",
     )
 
@@ -60,18 +60,18 @@ def _codes_on_a_line(n, seed=0):
 @pytest.mark.parametrize("bits", [1, 2, 5, 8, 13, 16])
 def test_quantisation_error_is_at_most_half_a_step_and_bits_pack_losslessly(bits):
     v = np.random.default_rng(bits).normal(size=37) * 3
-    q, lo, hi = compress.quantise(v, bits)
+    q, lo, hi = codec.quantise(v, bits)
     assert q.max() <= (1 << bits) - 1 and lo == v.min().astype(np.float32) and hi == v.max().astype(np.float32)
     step = (hi - lo) / ((1 << bits) - 1)
-    assert np.max(np.abs(compress.dequantise(q, lo, hi, bits) - v)) <= step / 2 + 1e-5 * np.abs(v).max()
-    packed = compress.pack_bits(q, bits)
-    assert len(packed) == compress.payload_bytes(37, bits)
-    np.testing.assert_array_equal(compress.unpack_bits(packed, 37, bits), q)
+    assert np.max(np.abs(codec.dequantise(q, lo, hi, bits) - v)) <= step / 2 + 1e-5 * np.abs(v).max()
+    packed = codec.pack_bits(q, bits)
+    assert len(packed) == codec.payload_bytes(37, bits)
+    np.testing.assert_array_equal(codec.unpack_bits(packed, 37, bits), q)
 
 
 def test_constant_block_quantises_exactly():
-    q, lo, hi = compress.quantise(np.full(5, 0.25), 4)
-    np.testing.assert_array_equal(compress.dequantise(q, lo, hi, 4), np.full(5, 0.25, np.float32))
+    q, lo, hi = codec.quantise(np.full(5, 0.25), 4)
+    np.testing.assert_array_equal(codec.dequantise(q, lo, hi, 4), np.full(5, 0.25, np.float32))
 
 
 @pytest.mark.parametrize(("rank", "rank_type"), [(2, "pca"), (3, "pca"), (1, "pca"), (2, "svd"), (0, "pca")])
@@ -84,7 +84,7 @@ def test_factorised_codes_converge_to_the_codes_as_bits_grow(rank, rank_type):
         z = np.broadcast_to(z[0], z.shape)
     errs = []
     for bits in (4, 8, 16):
-        codes = compress.quantise_codes(z, _header(T=9, every=4, rank=rank, rank_type=rank_type, bits=bits))
+        codes = codec.quantise_codes(z, _header(T=9, every=4, rank=rank, rank_type=rank_type, bits=bits))
         assert codes.z().shape == z.shape
         errs.append(np.max(np.abs(codes.z() - z)))
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-3 * np.abs(z).max(), errs
@@ -93,26 +93,26 @@ def test_factorised_codes_converge_to_the_codes_as_bits_grow(rank, rank_type):
 # --------------------------------------------------------------------------- the container
 def _file(**kw):
     h = _header(**kw)
-    return compress.to_bytes(compress.quantise_codes(_codes_on_a_line(len(h.keyframes)), h)), h
+    return codec.to_bytes(codec.quantise_codes(_codes_on_a_line(len(h.keyframes)), h)), h
 
 
 def test_bytes_round_trip_header_and_codes():
     data, h = _file(T=9, every=4, bits=7, method="slerp")
-    codes = compress.from_bytes(data)
+    codes = codec.from_bytes(data)
     assert codes.header == h
     assert list(h.keyframes) == [0, 4, 8]
-    again = compress.from_bytes(compress.to_bytes(codes))
+    again = codec.from_bytes(codec.to_bytes(codes))
     np.testing.assert_array_equal(again.z(), codes.z())
-    assert data[:4] == b"LRGV" and data[4] == compress.VERSION
+    assert data[:4] == b"LRGV" and data[4] == codec.VERSION
 
 
 def test_every_truncation_is_rejected_with_a_clear_message():
     data, _ = _file()
     for n in range(len(data)):
         with pytest.raises(ValueError, match="truncated|not an lrgen compressed video"):
-            compress.from_bytes(data[:n], "f.lrgv")
+            codec.from_bytes(data[:n], "f.lrgv")
     with pytest.raises(ValueError, match="unexpected bytes after the end"):
-        compress.from_bytes(data + b"\0", "f.lrgv")
+        codec.from_bytes(data + b"\0", "f.lrgv")
 
 
 def test_every_single_byte_change_is_rejected():
@@ -122,7 +122,7 @@ def test_every_single_byte_change_is_rejected():
         bad = bytearray(data)
         bad[i] ^= 0x5A
         with pytest.raises(ValueError, match=r"f\.lrgv: "):
-            compress.from_bytes(bytes(bad), "f.lrgv")
+            codec.from_bytes(bytes(bad), "f.lrgv")
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_every_single_byte_change_is_rejected():
 )
 def test_foreign_files_are_rejected(blob, message):
     with pytest.raises(ValueError, match=message):
-        compress.from_bytes(blob, "f")
+        codec.from_bytes(blob, "f")
 
 
 def _recrc(body: bytes) -> bytes:
@@ -148,49 +148,49 @@ def test_other_versions_and_invalid_fields_with_a_valid_crc_are_rejected():
     v2 = bytearray(body)
     v2[4] = 2
     with pytest.raises(ValueError, match="format version 2 is not supported"):
-        compress.from_bytes(_recrc(bytes(v2)))
+        codec.from_bytes(_recrc(bytes(v2)))
     c5 = bytearray(body)
     c5[12] = 5  # channels
     with pytest.raises(ValueError, match="invalid header: channels=5"):
-        compress.from_bytes(_recrc(bytes(c5)))
+        codec.from_bytes(_recrc(bytes(c5)))
     reserved = bytearray(body)
     reserved[5] |= 0x80
     with pytest.raises(ValueError, match="reserved layout bits"):
-        compress.from_bytes(_recrc(bytes(reserved)))
+        codec.from_bytes(_recrc(bytes(reserved)))
     nan_range = bytearray(body)
-    off = compress._FIXED.size + len(b"gen")
+    off = codec._FIXED.size + len(b"gen")
     nan_range[off : off + 4] = struct.pack("<f", float("nan"))
     with pytest.raises(ValueError, match="quantisation range of mean"):
-        compress.from_bytes(_recrc(bytes(nan_range)))
+        codec.from_bytes(_recrc(bytes(nan_range)))
 
 
 def test_read_of_a_missing_file_names_it(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
-        compress.read(tmp_path / "nope.lrgv")
+        codec.read(tmp_path / "nope.lrgv")
 
 
 # --------------------------------------------------------------------------- decoding
 def test_decode_is_the_generator_on_interpolated_dequantised_codes_and_checks_the_generator():
     params = _params()
     data, h = _file(T=9, every=4, bits=8, params=params)
-    codes = compress.from_bytes(data)
-    x = compress.decode(codes, SPEC, params)
+    codes = codec.from_bytes(data)
+    x = compression.decode(codes, SPEC, params)
     assert x.shape == (9, 32, 32, 1)
     # Key frames: G(ẑ_j); frame 2 lies halfway between key frames 0 and 4.
     z = codes.z()
     # (Nine codes, so the renderer compiled for the decode is reused.)
-    direct = interpolate.render(SPEC, params, np.concatenate([z, (z[:1] + z[1:2]) / 2, np.repeat(z[:1], 5, 0)]))
+    direct = latent_paths.render(SPEC, params, np.concatenate([z, (z[:1] + z[1:2]) / 2, np.repeat(z[:1], 5, 0)]))
     np.testing.assert_allclose(x[[0, 4, 8, 2]], direct[:4], atol=1e-5)
     with pytest.raises(ValueError, match="differs from the generator the video was compressed with"):
-        compress.decode(codes, SPEC, _params(seed=7))
+        compression.decode(codes, SPEC, _params(seed=7))
 
 
 def test_generator_id_depends_on_every_weight_and_not_on_the_container():
     p = _params()
-    assert compress.generator_id(SPEC, p) == compress.generator_id(SPEC, jax.tree.map(np.asarray, p))
+    assert codec.generator_id(SPEC, p) == codec.generator_id(SPEC, jax.tree.map(np.asarray, p))
     q = jax.tree.map(lambda w: w, p)
     q["ConvTranspose_3"]["kernel"] = q["ConvTranspose_3"]["kernel"].at[0, 0, 0, 0].add(1e-6)
-    assert compress.generator_id(SPEC, p) != compress.generator_id(SPEC, q)
+    assert codec.generator_id(SPEC, p) != codec.generator_id(SPEC, q)
 
 
 # --------------------------------------------------------------------------- binaries
@@ -226,14 +226,14 @@ def test_compress_then_decompress_reproduces_the_decoder_exactly_and_rejects_bad
     assert p.returncode == 0, p.stderr
     decoded = np.load(dec)
     # The decoder applied to the dequantised codes, here, in another process: bit for bit.
-    want = compress.decode(compress.from_bytes(data), SPEC, params)
+    want = compression.decode(codec.from_bytes(data), SPEC, params)
     assert decoded.dtype == np.float32 and decoded.shape == (7, 32, 32, 1)
     np.testing.assert_array_equal(decoded, want)
     # ... and the PSNR the compressor reported is that of exactly these frames.
-    truth = compress.load_video_for(
-        compress.CompressJob(video="builtin:rotating_digit", generator="", num_frames=7), SPEC
+    truth = compression.load_video_for(
+        compression.CompressJob(video="builtin:rotating_digit", generator="", num_frames=7), SPEC
     )
-    assert report["psnr"] == pytest.approx(compress.score(decoded, truth)["psnr"], abs=1e-4)
+    assert report["psnr"] == pytest.approx(compression.score(decoded, truth)["psnr"], abs=1e-4)
 
     # Bad files and a wrong generator: a clear error and nothing written (the binary: one line, exit 1).
     trunc, flip, other = tmp_path / "t.lrgv", tmp_path / "f.lrgv", tmp_path / "other"
@@ -249,7 +249,7 @@ def test_compress_then_decompress_reproduces_the_decoder_exactly_and_rejects_bad
     ]
     for path, generator, message in cases:
         with pytest.raises(ValueError, match=message):
-            compress.decompress_file(str(path), str(target), generator=generator, log=lambda s: None)
+            compression.decompress_file(str(path), str(target), generator=generator, log=lambda s: None)
         assert not target.exists()
     p = _run("experiments.decompress", f"--input={flip}", f"--output={target}")
     assert p.returncode == 1 and p.stderr.startswith("error: --input=") and "CRC-32" in p.stderr, p.stderr
@@ -272,15 +272,15 @@ def test_compress_then_decompress_reproduces_the_decoder_exactly_and_rejects_bad
     ],
 )
 def test_compress_rejects_bad_inputs_before_writing(tmp_path, gen, change, message):
-    fields = {f.name for f in dataclasses.fields(compress.CompressConfig)}
+    fields = {f.name for f in dataclasses.fields(compression.CompressConfig)}
     cfg = {"keyframe_every": 3, "iterations": 2, **{k: v for k, v in change.items() if k in fields}}
-    job = compress.CompressJob(
-        video="builtin:rotating_digit", generator=str(gen), num_frames=7, config=compress.CompressConfig(**cfg)
+    job = compression.CompressJob(
+        video="builtin:rotating_digit", generator=str(gen), num_frames=7, config=compression.CompressConfig(**cfg)
     )
     job = dataclasses.replace(job, **{k: v for k, v in change.items() if k not in fields})
     out = tmp_path / "v.lrgv"
     with pytest.raises(ValueError) as e:
-        compress.compress_video(job, str(out), log=lambda s: None)
+        compression.compress_video(job, str(out), log=lambda s: None)
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not out.exists() and not Path(str(out) + ".json").exists()
 
@@ -292,12 +292,12 @@ def test_encoder_codes_start_the_fit(tmp_path, gen):
     enc, out = tmp_path / "enc", tmp_path / "v.lrgv"
     espec = dcgan.EncoderSpec(z_dim=SPEC.z_dim, features=(8, 16), channels=1, image_size=32)
     encoder.save_encoder(enc, espec, espec.init(jax.random.key(0)), generator_spec=SPEC)
-    cfg = compress.CompressConfig(keyframe_every=3, iterations=0, bits=16)
-    job = compress.CompressJob(
+    cfg = compression.CompressConfig(keyframe_every=3, iterations=0, bits=16)
+    job = compression.CompressJob(
         video="builtin:rotating_digit", generator=str(gen), encoder=str(enc), num_frames=7, config=cfg
     )
-    compress.compress_video(job, str(out), log=lambda s: None)
-    frames = compress.load_video_for(job, SPEC)
+    compression.compress_video(job, str(out), log=lambda s: None)
+    frames = compression.load_video_for(job, SPEC)
     z0 = encoder.encode(*encoder.load_encoder(enc), frames[[0, 3, 6]])
     want = np.asarray(lowrank.project(jnp.asarray(z0), 2, "pca"))
-    np.testing.assert_allclose(compress.read(out).z(), want, atol=1e-3)
+    np.testing.assert_allclose(codec.read(out).z(), want, atol=1e-3)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from lrgen import checkpoint, interpolate, lowrank, measure, models, pipeline
+from lrgen import baselines, checkpoint, interpolation, latent_paths, lowrank, measure, models, observed, pipeline, selection
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -23,48 +23,48 @@ def test_linear_is_exact_at_knots_and_affine_in_between():
     rng = np.random.default_rng(0)
     c = rng.normal(size=(4, 3))
     t = np.array([0.0, 2.0, 3.0, 7.0])
-    out = interpolate.interpolate(c, t, t)
+    out = latent_paths.interpolate(c, t, t)
     np.testing.assert_array_equal(out, c)
     q = np.array([1.0, 2.5, 5.0])
     want = np.stack([(c[0] + c[1]) / 2, (c[1] + c[2]) / 2, (c[2] + c[3]) / 2])
-    np.testing.assert_allclose(interpolate.interpolate(c, t, q), want, rtol=1e-12)
+    np.testing.assert_allclose(latent_paths.interpolate(c, t, q), want, rtol=1e-12)
     # Outside the knots the end segments are extended (the codes' line continues).
-    np.testing.assert_allclose(interpolate.interpolate(c, t, np.array([9.0]))[0], c[3] + 0.5 * (c[3] - c[2]))
+    np.testing.assert_allclose(latent_paths.interpolate(c, t, np.array([9.0]))[0], c[3] + 0.5 * (c[3] - c[2]))
 
 
 def test_slerp_keeps_the_norm_and_turns_at_constant_angular_speed():
     a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])
     q = np.linspace(0, 1, 5)
-    out = interpolate.interpolate(np.stack([a, b]), np.array([0.0, 1.0]), q, "slerp")
+    out = latent_paths.interpolate(np.stack([a, b]), np.array([0.0, 1.0]), q, "slerp")
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1 + q, rtol=1e-12)  # norm changes linearly
     angles = np.arctan2(out[:, 1], out[:, 0])
     np.testing.assert_allclose(angles, q * np.pi / 2, atol=1e-12)
     np.testing.assert_array_equal(out[[0, -1]], np.stack([a, b]))
     # Equal-norm endpoints: Shoemake's slerp; parallel ones: the chord.
-    par = interpolate.interpolate(np.stack([a, 3 * a]), np.array([0.0, 1.0]), q, "slerp")
+    par = latent_paths.interpolate(np.stack([a, 3 * a]), np.array([0.0, 1.0]), q, "slerp")
     np.testing.assert_allclose(par, np.outer(1 + 2 * q, a), rtol=1e-12)
 
 
-@pytest.mark.parametrize("method", interpolate.METHODS)
+@pytest.mark.parametrize("method", latent_paths.METHODS)
 def test_codes_interpolated_in_the_fitted_basis_stay_on_the_rank_r_set(method):
     """Rank-2 pca codes lie on a line; generated codes stay in the subspace (linear: on the line)."""
     rng = np.random.default_rng(1)
     z = np.asarray(lowrank.project(rng.normal(size=(6, 8)).astype(np.float32), 2, "pca"), np.float64)
     t = np.arange(0, 12, 2, dtype=np.float64)
-    q = interpolate.fine_times(11, 4)
-    codes, coords, basis = interpolate.interpolate_codes(z, t, q, rank=2, method=method)
+    q = latent_paths.fine_times(11, 4)
+    codes, coords, basis = latent_paths.interpolate_codes(z, t, q, rank=2, method=method)
     assert codes.shape == (41, 8) and coords.shape == (41, 2) and basis.shape == (2, 8)
     np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-12)
     np.testing.assert_allclose(codes, coords @ basis, atol=1e-6)  # inside span(B)
     np.testing.assert_allclose(codes[::8], z, atol=1e-6)  # the fitted codes at their own times
     if method == "linear":
-        np.testing.assert_allclose(codes, interpolate.interpolate(z, t, q), atol=1e-5)  # = interpolating z itself
+        np.testing.assert_allclose(codes, latent_paths.interpolate(z, t, q), atol=1e-5)  # = interpolating z itself
         again = np.asarray(lowrank.project(codes, 2, "pca"))
         np.testing.assert_allclose(again, codes, atol=1e-4)  # still rank-2 pca: on the line
 
 
 def test_observed_frames_are_those_of_the_frame_operator():
-    obs = interpolate.observed_frames(10, 4)
+    obs = observed.observed_frames(10, 4)
     np.testing.assert_array_equal(np.flatnonzero(obs), [0, 4, 8])
     op = measure.make_operator(
         measure.MeasurementSpec(kind="frames", observe_every=4), jax.random.key(0), 10, (5, 5, 1)
@@ -76,9 +76,9 @@ def test_baselines():
     frames = np.stack([np.full((2, 2, 1), v, np.float32) for v in (0.0, 1.0, 0.5)])
     t = np.array([0.0, 2.0, 4.0])
     q = np.array([0.0, 1.0, 1.5, 3.0, 5.0])
-    near = interpolate.nearest_frames(frames, t, q)[:, 0, 0, 0]
+    near = baselines.nearest_frames(frames, t, q)[:, 0, 0, 0]
     np.testing.assert_array_equal(near, [0.0, 0.0, 1.0, 1.0, 0.5])  # a tie goes to the earlier frame
-    blend = interpolate.blend_frames(frames, t, q)[:, 0, 0, 0]
+    blend = baselines.blend_frames(frames, t, q)[:, 0, 0, 0]
     np.testing.assert_allclose(blend, [0.0, 0.5, 0.75, 0.75, 0.5])  # held after the last one
 
 
@@ -92,13 +92,13 @@ def test_flow_baseline_follows_motion_that_the_blend_ghosts():
     texture = (texture - texture.min()) / (texture.max() - texture.min())
     frames = np.stack([texture[6 : 6 + S, 2 * t : 2 * t + S] for t in range(T)])
     t_obs, q = np.array([0.0, 4.0]), np.arange(T, dtype=np.float64)
-    flow = interpolate.flow_frames(frames[[0, 4]], t_obs, q)
-    blend = interpolate.blend_frames(frames[[0, 4]], t_obs, q)
+    flow = baselines.flow_frames(frames[[0, 4]], t_obs, q)
+    blend = baselines.blend_frames(frames[[0, 4]], t_obs, q)
     np.testing.assert_array_equal(flow[[0, 4]], frames[[0, 4]])
     err_flow = np.mean((flow[1:4] - frames[1:4]) ** 2)
     err_blend = np.mean((blend[1:4] - frames[1:4]) ** 2)
     assert err_flow < 0.5 * err_blend, (err_flow, err_blend)
-    assert interpolate.flow_frames(frames[[0, 4]], t_obs, np.array([9.0])).tolist() == frames[[4]].tolist()  # held
+    assert baselines.flow_frames(frames[[0, 4]], t_obs, np.array([9.0])).tolist() == frames[[4]].tolist()  # held
 
 
 def _smooth(f):
@@ -109,7 +109,7 @@ def _smooth(f):
 
 @pytest.mark.parametrize("n", range(0, 12))
 def test_validation_folds_hold_out_interior_frames_in_folds_of_one_size(n):
-    folds = interpolate.validation_folds(n)
+    folds = selection.validation_folds(n)
     if n < 3:
         assert folds == []
         return
@@ -122,7 +122,7 @@ def test_validation_folds_hold_out_interior_frames_in_folds_of_one_size(n):
     assert set(held_all) == set(range(1, n - 1))  # every interior observed frame is predicted once
 
 
-@pytest.mark.parametrize("truth_method", interpolate.METHODS)
+@pytest.mark.parametrize("truth_method", latent_paths.METHODS)
 def test_path_selection_recovers_the_path_the_codes_move_along(truth_method):
     """Codes moving along a line (linear) or a great circle at constant angular speed (slerp):
     predicting held-out observed frames picks that path."""
@@ -137,19 +137,19 @@ def test_path_selection_recovers_the_path_the_codes_move_along(truth_method):
         v /= np.linalg.norm(v)
         ang = 1.4 * t / 6  # 80° in all
         z = 2.0 * (np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * v)
-    frames = interpolate.render(SPEC, params, z.astype(np.float32))
-    method, record = interpolate.select_path(z, t, frames, SPEC, params, rank=0)
+    frames = latent_paths.render(SPEC, params, z.astype(np.float32))
+    method, record = selection.select_path(z, t, frames, SPEC, params, rank=0)
     assert method == truth_method, record
-    assert record["chosen"] == truth_method and {r["method"] for r in record["candidates"]} == set(interpolate.METHODS)
+    assert record["chosen"] == truth_method and {r["method"] for r in record["candidates"]} == set(latent_paths.METHODS)
 
 
 def test_config_validation_names_the_flag():
     for cfg, message in [
-        (interpolate.InterpolateConfig(observe_every=8), r"--observe_every=8: must lie in \[1, T − 1\] = \[1, 7\]"),
-        (interpolate.InterpolateConfig(observe_every=0), "--observe_every=0"),
-        (interpolate.InterpolateConfig(factor=0), r"--factor=0: must lie in \[1, 256\]"),
-        (interpolate.InterpolateConfig(factor=1000), "--factor=1000"),
-        (interpolate.InterpolateConfig(method="cubic"), "--method=cubic: allowed values are linear, slerp"),
+        (interpolation.InterpolateConfig(observe_every=8), r"--observe_every=8: must lie in \[1, T − 1\] = \[1, 7\]"),
+        (interpolation.InterpolateConfig(observe_every=0), "--observe_every=0"),
+        (interpolation.InterpolateConfig(factor=0), r"--factor=0: must lie in \[1, 256\]"),
+        (interpolation.InterpolateConfig(factor=1000), "--factor=1000"),
+        (interpolation.InterpolateConfig(method="cubic"), "--method=cubic: allowed values are linear, slerp"),
     ]:
         with pytest.raises(ValueError, match=message):
             cfg.validate(8)
@@ -162,21 +162,21 @@ def test_hold_out_scores_exactly_the_missing_frames(tmp_path):
     a, b = np.random.default_rng(0).normal(size=(2, SPEC.z_dim))
     T = 7
     z_true = (a + np.linspace(0, 1, T)[:, None] * b).astype(np.float32)
-    truth = interpolate.render(SPEC, params, z_true)
-    observed = interpolate.observed_frames(T, 2)
-    fit = interpolate.Fit(
+    truth = latent_paths.render(SPEC, params, z_true)
+    seen = observed.observed_frames(T, 2)
+    fit = observed.Fit(
         job=pipeline.RecoverJob(),
         frames=truth,
-        observed=observed,
-        z=z_true[observed],
+        observed=seen,
+        z=z_true[seen],
         spec=SPEC,
         params=params,
         rank=2,
         source="test",
         fit={},
     )
-    cfg = interpolate.InterpolateConfig(observe_every=2, factor=3, video_format="gif")
-    m = interpolate.run_interpolate(fit, cfg, str(tmp_path), log=lambda s: None)
+    cfg = interpolation.InterpolateConfig(observe_every=2, factor=3, video_format="gif")
+    m = interpolation.run_interpolate(fit, cfg, str(tmp_path), log=lambda s: None)
     assert m["missing_frames"] == [1, 3, 5] and m["observed_frames"] == [0, 2, 4, 6] and m["extrapolated_frames"] == []
     # The true codes move linearly in time, so linear interpolation recovers the missing frames.
     assert m["psnr_missing"] > 60 and m["ssim_missing"] > 0.999
@@ -262,7 +262,7 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
     sel = m["selection"]
     assert sel["folds"] == [{"fitted": [0.0, 6.0], "held_out": [3.0]}]
     names = [r["candidate"] for r in sel["candidates"]]
-    assert names == ["update=joint rank=2 method=linear", "update=joint rank=2 method=slerp", *interpolate.BASELINES]
+    assert names == ["update=joint rank=2 method=linear", "update=joint rank=2 method=slerp", *baselines.BASELINES]
     assert sel["chosen"] in names[:2] and m["method"] == sel["chosen"].split("method=")[1]
     assert m["observed_frames"] == [0, 3, 6] and m["extrapolated_frames"] == [7] and m["num_generated"] == 15
     assert m["flags"]["observe_every"] == 3 and m["fit"]["iterations"] == 4
@@ -279,7 +279,7 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
 
 @pytest.mark.skipif(not (SHARED / "data/gmlr/rot_mnist/seq1").is_dir(), reason="../shared/data/gmlr is not available")
 def test_real_sequence_loads_with_the_original_generator():
-    job = interpolate.make_job(
+    job = observed.make_job(
         pipeline.RecoverJob(
             video=str(SHARED / "data/gmlr/rot_mnist/seq1"), generator=str(SHARED / "data/gmlr/mnist_dcgan_gmlr.npz")
         ),
@@ -288,4 +288,4 @@ def test_real_sequence_loads_with_the_original_generator():
     frames = pipeline.load_frames(job)
     spec, _ = pipeline.load_model(job, frames.shape[-1])
     assert frames.shape == (32, 64, 64, 1) and spec.z_dim == 32
-    assert list(np.flatnonzero(interpolate.observed_frames(32, 4))) == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert list(np.flatnonzero(observed.observed_frames(32, 4))) == [0, 4, 8, 12, 16, 20, 24, 28]

@@ -1,0 +1,274 @@
+r"""Scoring generated frames, and choosing settings by predicting held-out observed frames.
+
+Only observed frames can choose how to fill the unobserved ones. The observed frames are split
+into folds (:func:`validation_folds`); each fold fits some of them and predicts the others from
+the fitted codes along a latent path (:mod:`lrgen.latent_paths`). A setting c — what the fit
+updates, its rank, the path — is scored by the mean squared error of its predictions,
+
+    E(c) = mean_{folds, held-out t, pixels} (G_c(z_c(t)) − x_t)²,
+
+reported as PSNR (and mean SSIM, for the record); the lowest E wins, ties going to the earlier
+setting. :func:`select_candidates` refits every fold for every configuration;
+:func:`select_path` keeps given codes and chooses the path alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrgen import measure, metrics, models, pipeline, recover
+from lrgen.baselines import BASELINES
+from lrgen.latent_paths import METHODS, interpolate_codes, render
+
+AUTO = "auto"  # --method/--update: chosen by held-out observed frames (select_candidates)
+# What --update=auto chooses from: codes alone (the generator's prior kept) or codes and weights.
+AUTO_UPDATES = ("latent", "joint")
+# Iterations of each selection fit: a quarter of the default 2000 — candidates are ranked, not
+# finished, and the final fit of the chosen one runs the full count.
+SELECT_ITERATIONS = 500
+
+_psnr = jax.jit(metrics.psnr)
+_psnr_per_frame = jax.jit(metrics.psnr_per_frame)
+
+
+def score(x: np.ndarray, truth: np.ndarray) -> dict:
+    """``psnr`` of the frames as one sequence (the original's definition; None if infinite),
+    mean ``ssim`` (None for frames under 11 pixels), ``psnr_per_frame`` and ``ssim_per_frame``."""
+    if x.shape[0] == 0:
+        return {"psnr": None, "ssim": None, "psnr_per_frame": [], "ssim_per_frame": []}
+    psnr = float(_psnr(x, truth))
+    # SSIM frame by frame (one compiled shape for any number of frames); every frame has as many
+    # pixels, so the mean over frames is metrics.ssim of the whole sequence.
+    ssims = [float(metrics.ssim(a, b)) for a, b in zip(x, truth)] if min(x.shape[1:3]) >= 11 else []
+    return {
+        "psnr": psnr if math.isfinite(psnr) else None,
+        "ssim": float(np.mean(ssims)) if ssims else None,
+        "psnr_per_frame": [float(p) for p in np.asarray(_psnr_per_frame(x, truth))],
+        "ssim_per_frame": ssims,
+    }
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    """A score for a log line ("n/a" for None)."""
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One setting the selection can choose: changes to the fit's configuration and the path.
+
+    Attributes:
+      recover: (field, value) pairs replacing fields of the job's
+        :class:`lrgen.recover.RecoverConfig` (e.g. ``(("update", "joint"), ("rank", 2))``); any
+        field can be a candidate dimension, so a new recovery setting is one more entry.
+      method: ``linear`` or ``slerp`` path between the fitted codes.
+    """
+
+    recover: tuple[tuple[str, Any], ...] = ()
+    method: str = "linear"
+
+    @property
+    def name(self) -> str:
+        return " ".join([*(f"{k}={v}" for k, v in self.recover), f"method={self.method}"])
+
+    def config(self, base: recover.RecoverConfig) -> recover.RecoverConfig:
+        return dataclasses.replace(base, **dict(self.recover))
+
+
+def candidate_grid(updates: Sequence[str], ranks: Sequence[int], methods: Sequence[str]) -> tuple[Candidate, ...]:
+    """Every combination of update, rank and path, in that order (the first is the fallback)."""
+    return tuple(
+        Candidate((("update", u), ("rank", int(r))), m) for u, r, m in itertools.product(updates, ranks, methods)
+    )
+
+
+def validation_folds(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds (fitted positions, held-out positions) over n observed frames, all of one size.
+
+    Fold A fits the even positions 0, 2, 4, … and predicts the odd ones between them; fold B
+    fits the odd positions 1, 3, 5, … (plus the last, n − 1, when n is odd, so both folds fit
+    ⌈n/2⌉ frames and run as one batch) and predicts the even ones between them. Each held-out
+    frame lies strictly inside its fold's fitted times: a fold predicts frames twice as far
+    from their observed neighbours as the final fit will, which is the same question (how well
+    does a setting fill a gap) asked at the one scale the observed frames can answer. Folds that
+    would predict nothing are dropped; n < 3 gives no fold.
+    """
+    if n < 3:
+        return []
+    pos = np.arange(n)
+    a = pos[::2]
+    b = pos[1::2] if n % 2 == 0 else np.append(pos[1::2], n - 1)
+    folds = []
+    for fitted in (a, b):
+        held = pos[(pos > fitted[0]) & (pos < fitted[-1]) & ~np.isin(pos, fitted)]
+        if len(held):
+            folds.append((fitted, held))
+    return folds
+
+
+def _folds_record(folds, t_obs: np.ndarray, criterion: str) -> dict:
+    return {
+        "folds": [{"fitted": t_obs[f].tolist(), "held_out": t_obs[h].tolist()} for f, h in folds],
+        "criterion": criterion,
+    }
+
+
+def _score_row(pred: np.ndarray, truth: np.ndarray) -> dict:
+    s = score(pred, truth)
+    return {"psnr": s["psnr"], "ssim": s["ssim"]}
+
+
+def _predict(z_folds, t_obs: np.ndarray, folds, spec, params, *, per_fold: bool, rank: int, method: str):
+    """Each fold's held-out frames, rendered from its fitted codes along ``method``'s path
+    (with the fold's own weights when ``per_fold``: ``params`` then has a leading fold axis)."""
+    preds = []
+    for b, (f, h) in enumerate(folds):
+        z_h, _, _ = interpolate_codes(z_folds[b], t_obs[f], t_obs[h], rank=rank, method=method)
+        preds.append(render(spec, jax.tree.map(lambda p: p[b], params) if per_fold else params, z_h))
+    return np.concatenate(preds)
+
+
+def _baseline_rows(frames: np.ndarray, t_obs: np.ndarray, folds) -> list[dict]:
+    """The classical baselines on the same held-out frames, for reference (not selectable)."""
+    rows = []
+    for name, fn in BASELINES.items():
+        preds, truth = [], []
+        for fitted, held in folds:
+            preds.append(fn(frames[fitted], t_obs[fitted], t_obs[held]))
+            truth.append(frames[held])
+        rows.append({"candidate": name, "baseline": True, **_score_row(np.concatenate(preds), np.concatenate(truth))})
+    return rows
+
+
+def _pick(rows: list[dict]) -> int:
+    """Index of the selectable row with the highest held-out PSNR (lowest MSE); ties: the first."""
+    best, best_v = 0, -math.inf
+    for i, r in enumerate(rows):
+        v = r.get("psnr")
+        v = math.inf if v is None else v  # None: exact prediction
+        if not r.get("baseline") and r.get("error") is None and v > best_v:
+            best, best_v = i, v
+    return best
+
+
+def select_candidates(
+    job: pipeline.RecoverJob,
+    spec: models.GeneratorSpec,
+    params: Any,
+    frames: np.ndarray,
+    y: jax.Array,
+    z0: jax.Array,
+    t_obs: np.ndarray,
+    candidates: Sequence[Candidate],
+    *,
+    iterations: int | None = SELECT_ITERATIONS,
+    log: Callable[[str], None] = print,
+) -> tuple[Candidate, dict]:
+    r"""Choose the fit's settings and path by predicting held-out observed frames.
+
+    For every fold of :func:`validation_folds` and every candidate c, fit the fold's frames with
+    c's configuration, interpolate the codes along c's path to the held-out times and render
+    them; c's error is E(c) of the module docstring. Candidates that share a configuration (they
+    differ in the path only) share one fit; each configuration fits all folds as one batch
+    (leading axis B = folds) of :class:`lrgen.recover.Recoverer`. Only observed frames are used:
+    the frames being generated are never seen.
+
+    Args:
+      job: the recovery job (its ``recover`` configuration is what candidates change).
+      spec, params: the generator (a fit that trains it starts every fold from ``params``).
+      frames: the observed frames (n, H, W, C) in [0, 1], in time order.
+      y: their measurements (n, ...) (identity: 2x − 1).
+      z0: their initial codes (n, k).
+      t_obs: (n,) their times.
+      candidates: the settings to compare; the first is used when no fold exists (n < 3).
+      iterations: iterations of each selection fit (None: the candidate's own); at most the
+        candidate's own count.
+      log: progress lines.
+
+    Returns:
+      (the chosen candidate, the record: ``folds`` (fitted and held-out times), ``candidates``
+      (one row per candidate with held-out ``psnr``, ``ssim``, fit ``seconds``, and the
+      nearest/blend/flow baselines on the same frames for reference), ``chosen``).
+    """
+    folds = validation_folds(frames.shape[0])
+    record = _folds_record(folds, t_obs, "held-out PSNR (MSE) over the folds' held-out observed frames")
+    record["iterations"] = iterations
+    if not folds or len(candidates) == 1:
+        record.update(candidates=[], chosen=candidates[0].name, note="nothing to choose from" if folds else "n < 3")
+        return candidates[0], record
+    truth_held = np.concatenate([frames[h] for _, h in folds])
+    rows: list[dict] = [{"candidate": c.name} for c in candidates]
+    groups: dict = {}  # one fit per configuration, shared by the candidates that differ in the path
+    for i, c in enumerate(candidates):
+        cfg = c.config(job.recover)
+        if iterations is not None:
+            cfg = dataclasses.replace(cfg, iterations=min(iterations, cfg.iterations))
+        groups.setdefault(cfg, []).append(i)
+    for cfg, members in groups.items():
+        try:
+            cfg.validate(len(folds[0][0]), spec.z_dim)
+        except ValueError as e:  # e.g. a rank above the frames of a fold
+            for i in members:
+                rows[i]["error"] = str(e)
+            continue
+        result = _fit_folds(cfg, spec, params, frames, y, z0, folds)
+        own = cfg.trains_generator  # each fold tuned its own copy of the weights
+        fold_params = result.params if own else params
+        label = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if getattr(job.recover, k) != v)
+        for i in members:
+            c = candidates[i]
+            pred = _predict(result.z, t_obs, folds, spec, fold_params, per_fold=own, rank=cfg.rank, method=c.method)
+            seconds = result.seconds + result.compile_seconds
+            rows[i].update(**dict(c.recover), method=c.method, **_score_row(pred, truth_held), seconds=seconds)
+            log(
+                f"  candidate {c.name}: held-out {fmt(rows[i]['psnr'])} dB / SSIM {fmt(rows[i]['ssim'], 4)}"
+                + (f" ({label})" if label else "")
+            )
+    best = _pick(rows)
+    rows += _baseline_rows(frames, t_obs, folds)
+    record.update(candidates=rows, chosen=candidates[best].name)
+    return candidates[best], record
+
+
+def _fit_folds(cfg: recover.RecoverConfig, spec, params, frames, y, z0, folds) -> recover.RecoverResult:
+    """Fit every fold's frames with ``cfg``, the folds as one batch (leading axis B = folds)."""
+    fitted = np.stack([f for f, _ in folds])
+    recoverer = recover.Recoverer(models.build_generator(spec), cfg, fitted.shape[1])
+    problem = recover.Problem(y[fitted], measure.Identity())
+    return recoverer.run(z0[fitted], problem, params, truth=jnp.asarray(frames[fitted]))
+
+
+def select_path(
+    z: np.ndarray, t_obs: np.ndarray, frames: np.ndarray, spec, params, *, rank: int, methods=METHODS
+) -> tuple[str, dict]:
+    """Choose the path (linear or slerp) between fixed codes by predicting held-out observed frames.
+
+    As :func:`select_candidates` but without refitting: each fold interpolates the fitted codes
+    of its own frames (the others' codes are left out) and the held-out frames are rendered and
+    scored. Used where the codes are given (``--recover_workdir``, compression's key frames).
+
+    Returns:
+      (the chosen method, the record as in :func:`select_candidates`).
+    """
+    folds = validation_folds(len(t_obs))
+    record = _folds_record(folds, t_obs, "held-out PSNR (MSE), codes fixed (not refitted per fold)")
+    if not folds:
+        record.update(candidates=[], chosen=methods[0], note="n < 3")
+        return methods[0], record
+    truth_held = np.concatenate([frames[h] for _, h in folds])
+    z_folds = [z[f] for f, _ in folds]
+    rows = []
+    for method in methods:
+        pred = _predict(z_folds, t_obs, folds, spec, params, per_fold=False, rank=rank, method=method)
+        rows.append({"candidate": f"method={method}", "method": method, **_score_row(pred, truth_held)})
+    best = _pick(rows)
+    record.update(candidates=rows, chosen=methods[best])
+    return methods[best], record
