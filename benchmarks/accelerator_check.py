@@ -48,7 +48,7 @@ from lrgen import recover
 ROOT = Path(__file__).resolve().parents[1]
 # Generator formulations and parity, the operators, the loop (compile once, scan vs python,
 # best iterate), batching and sharding over devices.
-DEVICE_TESTS = ["tests/test_models.py", "tests/test_measure.py", "tests/test_lowrank.py", "tests/test_recover.py"]
+DEVICE_TESTS = ["tests/test_generators.py", "tests/test_operators.py", "tests/test_lowrank.py", "tests/test_recover.py"]
 SHARED_FILES = (
     "bench/gmlr_torch.py",
     "data/gmlr/rot_mnist/seq1",

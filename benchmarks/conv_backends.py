@@ -1,11 +1,11 @@
 r"""Convolution formulations and XLA options for the generator's step, side by side.
 
 ``--layers``: per layer of the original generator (N = ``--frames`` frames), ms of each exact
-formulation of the transposed convolution's forward pass (``models._FORWARDS``: input-dilated
+formulation of the transposed convolution's forward pass (``layers._FORWARDS``: input-dilated
 convolution, sub-pixel 2×2 convolution, GEMM + col2im, phase GEMM), its input gradient
-(``models._GRADS_X``: stride-2 convolution, adjoint of the sub-pixel form, phase GEMM) and its
-weight gradient (``models._GRADS_W``: dilated convolution over the batch, phase GEMM), all
-compiled as lrgen compiles them; interleaved, min over rounds. ``lrgen.models`` picks a
+(``layers._GRADS_X``: stride-2 convolution, adjoint of the sub-pixel form, phase GEMM) and its
+weight gradient (``layers._GRADS_W``: dilated convolution over the batch, phase GEMM), all
+compiled as lrgen compiles them; interleaved, min over rounds. ``lrgen.nets.layers`` picks a
 formulation per layer from these numbers.
 
 Default:
@@ -28,7 +28,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import measure, models, recover
+from lrgen import operators, recover
+from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 10, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 10, "Steps per round.")
@@ -41,12 +42,12 @@ FLAGS = flags.FLAGS
 
 def layer_table():
     n = FLAGS.frames
-    spec = models.GeneratorSpec.default(image_size=64, channels=FLAGS.channels)
+    spec = generators.GeneratorSpec.default(image_size=64, channels=FLAGS.channels)
     widths = (*spec.features, spec.channels)
     print(f"transposed-convolution layers, N={n}, backend={jax.default_backend()}, {jax.devices()[0]}, "
           f"load {os.getloadavg()}")
-    cols = [f"fwd {h}" for h in models._FORWARDS] + [f"dx {h}" for h in models._GRADS_X]
-    cols += [f"dW {h}" for h in models._GRADS_W]
+    cols = [f"fwd {h}" for h in layers._FORWARDS] + [f"dx {h}" for h in layers._GRADS_X]
+    cols += [f"dW {h}" for h in layers._GRADS_W]
     print("| layer | " + " | ".join(cols) + " | picks (fwd, dx, dW) |")
     print("|---|" + "---|" * (len(cols) + 1))
     for i in range(1, len(widths)):
@@ -55,9 +56,9 @@ def layer_table():
         x = jax.random.normal(k1, (n, h, h, c_in))
         w = jax.random.normal(k2, (c_in, c_out, 4, 4))
         dy = jax.random.normal(k3, (n, 2 * h, 2 * h, c_out))
-        fns = {f"fwd {how}": (lambda a, b, how=how: models._conv_transpose_fwd(a, b, how), x, w) for how in models._FORWARDS}
-        fns |= {f"dx {how}": (lambda a, b, how=how: models._conv_transpose_grad_x(a, b, how), dy, w) for how in models._GRADS_X}
-        fns |= {f"dW {how}": (lambda a, b, how=how: models._conv_transpose_grad_w(a, b, how), x, dy) for how in models._GRADS_W}
+        fns = {f"fwd {how}": (lambda a, b, how=how: layers._conv_transpose_fwd(a, b, how), x, w) for how in layers._FORWARDS}
+        fns |= {f"dx {how}": (lambda a, b, how=how: layers._conv_transpose_grad_x(a, b, how), dy, w) for how in layers._GRADS_X}
+        fns |= {f"dW {how}": (lambda a, b, how=how: layers._conv_transpose_grad_w(a, b, how), x, dy) for how in layers._GRADS_W}
         compiled = {k: (recover.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
         times: dict[str, list[float]] = {k: [] for k in compiled}
         for _ in range(FLAGS.rounds):
@@ -69,8 +70,8 @@ def layer_table():
                 jax.block_until_ready(out)
                 times[k].append((time.perf_counter() - t0) / FLAGS.steps * 1e3)
         cell = [f"{min(times[k]):.2f}" for k in cols]
-        picks = (models._forward_formulation(x.shape, c_out), models._grad_x_formulation(c_out),
-                 models._grad_w_formulation(c_out))
+        picks = (layers._forward_formulation(x.shape, c_out), layers._grad_x_formulation(c_out),
+                 layers._grad_w_formulation(c_out))
         print(f"| {h}→{2 * h}, {c_in}→{c_out} | " + " | ".join(cell) + f" | {', '.join(picks)} |", flush=True)
     print(f"load after {os.getloadavg()}")
 
@@ -80,12 +81,12 @@ def main(argv):
     if FLAGS.layers:
         return layer_table()
     T = 32
-    spec = models.GeneratorSpec.default(image_size=64, channels=1)
-    params = models.init_generator(spec, jax.random.key(0))
-    op = measure.make_operator(measure.MeasurementSpec("missing", missing_ratio=0.8), jax.random.key(1), T, (64, 64, 1))
+    spec = generators.GeneratorSpec.default(image_size=64, channels=1)
+    params = generators.init_generator(spec, jax.random.key(0))
+    op = operators.make(operators.MeasurementSpec("missing", missing_ratio=0.8), jax.random.key(1), T, (64, 64, 1))
     x = jax.random.uniform(jax.random.key(2), (T, 64, 64, 1)) * 2 - 1
     problem = jax.tree.map(lambda a: a[None], recover.Problem(op.A(x), op))
-    rec = recover.Recoverer(models.build_generator(spec), recover.RecoverConfig(update=FLAGS.update), T)
+    rec = recover.Recoverer(generators.build_generator(spec), recover.RecoverConfig(update=FLAGS.update), T)
     z0 = recover.init_codes(jax.random.key(3), T, spec.z_dim, "fixed_z")[None]
 
     state, shared = rec.initial_state(z0, params)

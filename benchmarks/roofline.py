@@ -14,7 +14,7 @@ machine falls on every figure alike):
   :class:`lrgen.recover.Recoverer` runs it) and the fraction of the matmul rate it reaches
   (analytic FLOPs / min time / matmul rate);
 * per layer of the gray generator (N = T frames): forward, input gradient and weight gradient
-  as :mod:`lrgen.models` computes them, time and fraction of the matmul rate.
+  as :mod:`lrgen.nets.layers` computes them, time and fraction of the matmul rate.
 
 Analytic count: a 4×4 transposed convolution from (H, W, C_in) to (2H, 2W, C_out) multiplies
 every input pixel with every tap, 2·H·W·C_in·C_out·16 FLOP per frame (as PyTorch counts it; the
@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lrgen import measure, models, recover
+from lrgen import operators, recover
+from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds; min and median over them.")
 flags.DEFINE_integer("steps", 3, "Steps per round and contender.")
@@ -51,7 +52,7 @@ flags.DEFINE_bool("layers", True, "Also time every layer of the gray generator."
 FLAGS = flags.FLAGS
 
 
-def layer_flops(spec: models.GeneratorSpec) -> list[tuple[str, float]]:
+def layer_flops(spec: generators.GeneratorSpec) -> list[tuple[str, float]]:
     """(name, forward FLOPs per frame) of every layer; input and weight gradients cost the same."""
     widths = (*spec.features, spec.channels)
     out = [(f"code {spec.z_dim}→4×4×{widths[0]}", 2.0 * spec.z_dim * 16 * widths[0])]
@@ -61,7 +62,7 @@ def layer_flops(spec: models.GeneratorSpec) -> list[tuple[str, float]]:
     return out
 
 
-def step_flops(spec: models.GeneratorSpec, update: str, frames: int) -> float:
+def step_flops(spec: generators.GeneratorSpec, update: str, frames: int) -> float:
     """Analytic FLOPs of one step over ``frames`` frames (see the module docstring)."""
     f = [v for _, v in layer_flops(spec)]
     fwd, dx, dw = sum(f), sum(f), sum(f)
@@ -96,13 +97,13 @@ class Timed:
         self.times.append((time.perf_counter() - t0) / steps)
 
 
-def step_contender(spec: models.GeneratorSpec, update: str, T: int, B: int):
+def step_contender(spec: generators.GeneratorSpec, update: str, T: int, B: int):
     S, C = spec.image_size, spec.channels
-    params = models.init_generator(spec, jax.random.key(0))
-    rec = recover.Recoverer(models.build_generator(spec), recover.RecoverConfig(update=update), T)
+    params = generators.init_generator(spec, jax.random.key(0))
+    rec = recover.Recoverer(generators.build_generator(spec), recover.RecoverConfig(update=update), T)
     probs = []
     for b in range(B):
-        op = measure.make_operator(measure.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, C))
+        op = operators.make(operators.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, C))
         x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, C)) * 2 - 1
         probs.append(recover.Problem(op.A(x), op))
     problem = jax.tree.map(lambda *a: jnp.stack(a), *probs)
@@ -116,7 +117,7 @@ def step_contender(spec: models.GeneratorSpec, update: str, T: int, B: int):
     return Timed(step, (state, problem, shared), True), xla_flops(step), compile_s, how
 
 
-def layer_contenders(spec: models.GeneratorSpec, n: int):
+def layer_contenders(spec: generators.GeneratorSpec, n: int):
     """Per stride-2 layer: forward, input gradient, weight gradient as lrgen computes them."""
     widths = (*spec.features, spec.channels)
     out = []
@@ -127,11 +128,11 @@ def layer_contenders(spec: models.GeneratorSpec, n: int):
         w = jax.random.normal(k2, (c_in, c_out, 4, 4)) * 0.05
         dy = jax.random.normal(k3, (n, 2 * h, 2 * h, c_out))
         flops = 2.0 * n * h * h * c_in * c_out * 16
-        how = models._forward_formulation(x.shape, c_out)
+        how = layers._forward_formulation(x.shape, c_out)
         for part, fn, args in (
-            (f"forward ({how})", models._conv_transpose_fwd, (x, w)),
-            ("input gradient", models._conv_transpose_grad_x, (dy, w)),
-            ("weight gradient", models._conv_transpose_grad_w, (x, dy)),
+            (f"forward ({how})", layers._conv_transpose_fwd, (x, w)),
+            ("input gradient", layers._conv_transpose_grad_x, (dy, w)),
+            ("weight gradient", layers._conv_transpose_grad_w, (x, dy)),
         ):
             compiled = recover.compile_fast(jax.jit(fn).lower(*args))
             out.append((f"{h}→{2 * h}, {c_in}→{c_out}", part, flops, Timed(compiled, args, False)))
@@ -149,8 +150,8 @@ def main(argv):
     mm_times: list[float] = []
 
     specs = {
-        "gray": models.GeneratorSpec.default(image_size=64, channels=1),
-        "rgb": models.GeneratorSpec.default(image_size=64, channels=3),
+        "gray": generators.GeneratorSpec.default(image_size=64, channels=1),
+        "rgb": generators.GeneratorSpec.default(image_size=64, channels=3),
     }
     steps = {}
     for cfg in FLAGS.configs:

@@ -28,58 +28,48 @@ def _check_same_shape(name: str, x: jax.Array, truth: jax.Array) -> None:
         raise ValueError(f"{name}: x has shape {x.shape} but truth has shape {truth.shape}; they must match")
 
 
-def psnr(x: jax.Array, truth: jax.Array) -> jax.Array:
-    """Peak signal-to-noise ratio of a whole sequence, the original work's definition.
+def psnr(x: jax.Array, truth: jax.Array, *, per_frame: bool = False, peak: float | None = None) -> jax.Array:
+    """Peak signal-to-noise ratio, the original work's definition; the one PSNR of lrgen.
 
-    PSNR = 20 · log10( (max(truth) − min(truth)) / sqrt( mean((x − truth)²) ) ),
+    PSNR = 20 · log10( P / sqrt( mean((x − truth)²) ) ),   P = max(truth) − min(truth) or ``peak``,
 
     where max, min and mean run over every element of the arrays (all frames, pixels and
-    channels at once), so one number describes the whole sequence. The peak is the truth's own
-    dynamic range rather than the nominal 1, as in Hyder & Asif's code; for frames that span
-    [0, 1] the two agree. Identical inputs give +inf.
+    channels at once), so one number describes the whole sequence; with ``per_frame`` they run
+    over each frame's pixels and channels, giving one number per frame (or per image of a batch).
+    By default the peak P is the truth's own dynamic range rather than the nominal 1, as in
+    Hyder & Asif's code; for frames that span [0, 1] the two agree. Because each frame then uses
+    its own range and its own MSE, the mean of the per-frame PSNRs is in general not the PSNR of
+    the whole sequence. Identical inputs give +inf.
 
     Args:
-        x: estimate, any shape, values in [0, 1].
+        x: estimate, any shape (``per_frame``: (T, ...)), values in [0, 1].
         truth: ground truth of the same shape, values in [0, 1].
+        per_frame: one PSNR per index of the first axis instead of one for everything.
+        peak: a fixed peak P (e.g. 1 for images in [0, 1]) instead of the truth's range.
 
     Returns:
-        Scalar PSNR in dB.
+        Scalar PSNR in dB, or (T,) with ``per_frame``.
 
     Raises:
-        ValueError: if the shapes differ.
+        ValueError: if the shapes differ, or ``per_frame`` is asked of an array without axes.
     """
+    name = "psnr_per_frame" if per_frame else "psnr"
     x, truth = _float(x), _float(truth)
-    _check_same_shape("psnr", x, truth)
-    mse = jnp.mean(jnp.square(x - truth))
-    return 20.0 * jnp.log10((jnp.max(truth) - jnp.min(truth)) / jnp.sqrt(mse))
+    _check_same_shape(name, x, truth)
+    axis = None
+    if per_frame:
+        if x.ndim < 1:
+            raise ValueError(f"{name}: x has shape {x.shape}; allowed is (T, ...) with at least one axis")
+        x, truth, axis = x.reshape(x.shape[0], -1), truth.reshape(truth.shape[0], -1), 1
+    mse = jnp.mean(jnp.square(x - truth), axis=axis)
+    if peak is None:
+        peak = jnp.max(truth, axis=axis) - jnp.min(truth, axis=axis)
+    return 20.0 * jnp.log10(peak / jnp.sqrt(mse))
 
 
 def psnr_per_frame(x: jax.Array, truth: jax.Array) -> jax.Array:
-    """PSNR of each frame separately, each with its own peak.
-
-    PSNR_t = 20 · log10( (max(truth_t) − min(truth_t)) / sqrt( mean((x_t − truth_t)²) ) ),
-
-    with max, min and mean over frame t's pixels and channels. Because each frame uses its own
-    dynamic range and its own MSE, the mean of PSNR_t is in general not :func:`psnr` of the whole
-    sequence; use this to see which frames are recovered well.
-
-    Args:
-        x: estimate (T, ...), values in [0, 1].
-        truth: ground truth of the same shape.
-
-    Returns:
-        (T,) PSNR per frame, in dB.
-
-    Raises:
-        ValueError: if the shapes differ or the arrays have no frame axis.
-    """
-    x, truth = _float(x), _float(truth)
-    _check_same_shape("psnr_per_frame", x, truth)
-    if x.ndim < 1:
-        raise ValueError(f"psnr_per_frame: x has shape {x.shape}; allowed is (T, ...) with at least one axis")
-    x2, t2 = x.reshape(x.shape[0], -1), truth.reshape(truth.shape[0], -1)
-    mse = jnp.mean(jnp.square(x2 - t2), axis=1)
-    return 20.0 * jnp.log10((jnp.max(t2, axis=1) - jnp.min(t2, axis=1)) / jnp.sqrt(mse))
+    """:func:`psnr` of each frame separately, each with its own peak: ``psnr(x, truth, per_frame=True)``."""
+    return psnr(x, truth, per_frame=True)
 
 
 def _gaussian_taps(dtype) -> jax.Array:

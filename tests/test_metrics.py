@@ -63,6 +63,26 @@ def test_psnr_per_frame_by_hand():
     np.testing.assert_allclose(got[2], metrics.psnr(x[2], truth[2]), rtol=1e-6)
 
 
+def test_psnr_fixed_peak_and_per_image_by_hand():
+    # One definition for every variant: a fixed peak (1 for images in [0, 1]), per frame or per
+    # image of a batch; the per-frame variant is the same function with per_frame=True.
+    rng = np.random.default_rng(7)
+    truth = rng.uniform(0.1, 0.7, (3, 5, 5, 2))  # range < 1: the fixed peak matters
+    x = np.clip(truth + 0.03 * rng.standard_normal(truth.shape), 0, 1)
+    mse = np.mean((x - truth) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(metrics.psnr(x, truth, per_frame=True, peak=1.0), 10 * np.log10(1 / mse), rtol=1e-5)
+    np.testing.assert_allclose(metrics.psnr(x, truth, peak=1.0), 10 * np.log10(1 / mse.mean()), rtol=1e-5)
+    np.testing.assert_array_equal(metrics.psnr(x, truth, per_frame=True), metrics.psnr_per_frame(x, truth))
+    # Images in [−1, 1] with peak 2 are the same images in [0, 1] with peak 1.
+    np.testing.assert_allclose(
+        metrics.psnr(2 * x - 1, 2 * truth - 1, per_frame=True, peak=2.0),
+        metrics.psnr(x, truth, per_frame=True, peak=1.0),
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="psnr_per_frame"):
+        metrics.psnr(np.float32(1.0), np.float32(1.0), per_frame=True)
+
+
 @needs_skimage
 @pytest.mark.parametrize("kind", ["random", "smooth"])
 def test_ssim_matches_skimage(kind):

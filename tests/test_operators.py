@@ -1,4 +1,4 @@
-"""Tests for lrgen.measure: one shared set of invariants for every operator, then each operator's
+"""Tests for lrgen.operators: one shared set of invariants for every operator, then each operator's
 documented distribution, the noise model, flag validation and mask files.
 
 Statistical checks use tolerances of about five standard deviations of the estimator, computed
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import measure
+from lrgen import operators
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ORIGINAL_MASKS = SHARED / "data" / "gmlr" / "batch_32_missing_819_1.npy"
@@ -37,47 +37,51 @@ def x64():
         yield
 
 
-def _spec(kind: str, **kw) -> measure.MeasurementSpec:
+def _spec(kind: str, **kw) -> operators.MeasurementSpec:
+    # "gaussian_matrix_free" is the gaussian kind regenerated in chunks of 10 rows (the last padded).
     defaults = {
         "missing": {"missing_ratio": MISSING_RATIO},
         "gaussian": {"num_measurements": M_GAUSSIAN},
+        "gaussian_matrix_free": {"num_measurements": M_GAUSSIAN, "matrix_free": True, "matrix_free_chunk": 10},
         "separable": {"num_measurements": M_SEPARABLE},
         "denoise": {"noise_snr_db": 20.0},
     }
-    return measure.MeasurementSpec(kind=kind, **{**defaults.get(kind, {}), **kw})
+    return operators.MeasurementSpec(kind=kind.removesuffix("_matrix_free"), **{**defaults.get(kind, {}), **kw})
 
 
 def _frame_shape(kind: str, c: int) -> tuple[int, int, int]:
     # Dense Gaussian frames are non-square (6×8 grey, 4×4 RGB: n = 48 for both).
-    if kind == "gaussian":
+    if kind.startswith("gaussian"):
         return (6, 8, 1) if c == 1 else (4, 4, 3)
     return (8, 8, c)
 
 
 @functools.cache
-def _operator(kind: str, c: int) -> measure.Operator:
+def _operator(kind: str, c: int) -> operators.Operator:
     spec = _spec(kind)
     spec.validate(_frame_shape(kind, c), T)
     with jax.enable_x64(False):  # built the same way whichever test asks first (compiles are per mode)
-        return measure.make_operator(spec, jax.random.key(0), T, _frame_shape(kind, c))
+        return operators.make(spec, jax.random.key(0), T, _frame_shape(kind, c))
 
 
 def _frames(shape, seed=0, dtype=np.float32) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype(dtype)
 
 
-OPERATOR_CASES = [(kind, c) for kind in ("identity", "denoise", "missing", "gaussian", "separable") for c in (1, 3)]
 EXPECTED_TYPE = {
-    "identity": measure.Identity,
-    "denoise": measure.Identity,
-    "missing": measure.Mask,
-    "gaussian": measure.DenseGaussian,
-    "separable": measure.Separable,
+    "identity": operators.Identity,
+    "denoise": operators.Identity,
+    "missing": operators.Mask,
+    "frames": operators.Mask,
+    "gaussian": operators.DenseGaussian,
+    "gaussian_matrix_free": operators.MatrixFreeGaussian,
+    "separable": operators.Separable,
 }
+OPERATOR_CASES = [(kind, c) for kind in EXPECTED_TYPE for c in (1, 3)]
 
 
 def _measurement_shape(kind: str, c: int) -> tuple[int, ...]:
-    if kind == "gaussian":
+    if kind.startswith("gaussian"):
         return (T, M_GAUSSIAN)
     if kind == "separable":
         return (T, M_SEPARABLE, M_SEPARABLE, c)
@@ -118,6 +122,46 @@ def test_operator_invariants(x64, kind, c):
     # Operators are pytrees: A vmaps over a batch of sequences with the operator as an argument.
     batched = jax.vmap(lambda o, x: o.A(x), in_axes=(None, 0))(op, jnp.asarray(np.stack([x1, x2])))
     np.testing.assert_allclose(batched[1], A(x2), rtol=1e-12, atol=1e-12)
+
+    # The protocol, and the measurements as an image: frames of x's shape, measured entries as
+    # they are, unmeasured pixels black (−1); None exactly for the kinds that are not images.
+    assert isinstance(op, operators.Operator)
+    image = op.as_image(jnp.asarray(Ax))
+    assert (image is not None) == op.image_measurements == (_spec(kind).kind in operators.IMAGE_KINDS)
+    if image is not None:
+        image = np.asarray(image)
+        assert image.shape == x1.shape and image.dtype == np.float64
+        np.testing.assert_array_equal(np.where(ind == 1, Ax, -1.0), image)
+
+
+def test_cases_cover_every_kind():
+    # The shared invariants above run on every kind make() knows, dense and matrix-free.
+    assert {_spec(kind).kind for kind in EXPECTED_TYPE} == set(operators.KINDS)
+    for kind, cls in EXPECTED_TYPE.items():
+        assert operators.operator_class(_spec(kind)) is cls
+
+
+def _measure_before_issue_9(op, x, key, snr_db):
+    """lrgen.measure.measure as it was before noise moved into the operators, verbatim."""
+    y = op.A(x)
+    if snr_db is None:
+        return y
+    measured = op.measured(y)
+    sigma = operators.noise_std(y, measured, snr_db)
+    return y + sigma * measured * jax.random.normal(key, y.shape, y.dtype)
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED_TYPE))
+def test_measure_is_the_old_measurement_path_bitwise(kind):
+    # make() carries the spec's SNR; measure(x, key) gives the old measure(op, x, key, snr) bit for bit.
+    op = _operator(kind, 1)
+    x = jnp.asarray(_frames((T, *_frame_shape(kind, 1)), seed=3))
+    key = jax.random.key(7)
+    assert op.noise_snr_db == _spec(kind).noise_snr_db
+    for snr_db in (None, 0.0, 17.5):
+        noisy = op.replace(noise_snr_db=snr_db)
+        np.testing.assert_array_equal(noisy.measure(x, key), _measure_before_issue_9(op, x, key, snr_db))
+    np.testing.assert_array_equal(op.replace(noise_snr_db=None).measure(x, key), op.A(x))
 
 
 @pytest.mark.parametrize("c", [1, 3])
@@ -189,7 +233,7 @@ def test_mask_has_exact_missing_count(ratio):
     if ratio == MISSING_RATIO:
         masks = np.asarray(_operator("missing", 1).mask)
     else:
-        masks = np.asarray(measure.random_mask(jax.random.key(0), T, h, w, ratio))
+        masks = np.asarray(operators.random_mask(jax.random.key(0), T, h, w, ratio))
     assert masks.shape == (T, h, w, 1)
     assert np.all((masks == 0) | (masks == 1))
     missing = (masks == 0).reshape(T, -1).sum(axis=1)
@@ -207,8 +251,8 @@ def test_mask_shared_across_channels_and_distinct_per_frame():
 
 def test_mask_reproducible_from_key():
     spec = _spec("missing")
-    a = measure.make_operator(spec, jax.random.key(0), T, (8, 8, 1)).mask
-    c = measure.make_operator(spec, jax.random.key(12), T, (8, 8, 1)).mask
+    a = operators.make(spec, jax.random.key(0), T, (8, 8, 1)).mask
+    c = operators.make(spec, jax.random.key(12), T, (8, 8, 1)).mask
     np.testing.assert_array_equal(a, _operator("missing", 1).mask)
     np.testing.assert_array_equal(a, _operator("missing", 3).mask)  # channels do not change the draw
     assert not np.array_equal(a, c)
@@ -235,15 +279,15 @@ def test_gaussian_rows_regenerate_any_subset(kind):
         order = np.random.default_rng(t).permutation(m)
         for i in range(0, m, 2):
             rows = order[i : i + 2]
-            np.testing.assert_array_equal(measure.gaussian_rows(key, t, jnp.asarray(rows), n, m), full[rows])
+            np.testing.assert_array_equal(operators.gaussian_rows(key, t, jnp.asarray(rows), n, m), full[rows])
     # A row does not depend on how many rows A_t has, apart from the 1/√m scale.
     rows = jnp.arange(2)
-    r4 = np.asarray(measure.gaussian_rows(key, 1, rows, n, 4)) * 2.0
-    r9 = np.asarray(measure.gaussian_rows(key, 1, rows, n, 9)) * 3.0
+    r4 = np.asarray(operators.gaussian_rows(key, 1, rows, n, 4)) * 2.0
+    r9 = np.asarray(operators.gaussian_rows(key, 1, rows, n, 9)) * 3.0
     np.testing.assert_allclose(r4, r9, rtol=1e-6)
     if kind == "gaussian":
         # Under jit (traced t), the same draws; the 1/√m scaling may round differently by 1 ulp.
-        traced = jax.jit(measure.gaussian_rows, static_argnums=(3, 4))(key, jnp.asarray(2), jnp.arange(m), n, m)
+        traced = jax.jit(operators.gaussian_rows, static_argnums=(3, 4))(key, jnp.asarray(2), jnp.arange(m), n, m)
         np.testing.assert_allclose(traced, op.matrices[2], rtol=2e-7, atol=0)
 
 
@@ -263,7 +307,7 @@ def test_noise_gives_requested_snr(kind, snr_db):
     # ≥ 24k measured entries: the empirical SNR's standard error is 4.34·√(2/N) dB < 0.04 dB.
     op = _operator(kind, 3)
     x = _frames((T, *_frame_shape(kind, 3)), seed=1)
-    y = measure.measure(op, x, jax.random.key(11), snr_db)
+    y = op.replace(noise_snr_db=snr_db).measure(x, jax.random.key(11))
     assert y.shape == op.A(x).shape
     assert abs(_empirical_snr_db(op, x, y) - snr_db) < 0.2
     if kind == "missing":  # noise only where measured: unobserved entries stay exactly 0
@@ -274,10 +318,10 @@ def test_noise_gives_requested_snr(kind, snr_db):
 
 def test_noise_free_and_reproducible():
     op, x = _operator("missing", 3), _frames((T, 8, 8, 3), seed=1)
-    np.testing.assert_array_equal(measure.measure(op, x, jax.random.key(1)), op.A(x))
-    a = measure.measure(op, x, jax.random.key(1), 10.0)
-    np.testing.assert_array_equal(a, measure.measure(op, x, jax.random.key(1), 10.0))
-    assert not np.array_equal(a, measure.measure(op, x, jax.random.key(2), 10.0))
+    np.testing.assert_array_equal(op.measure(x, jax.random.key(1)), op.A(x))
+    a = op.replace(noise_snr_db=10.0).measure(x, jax.random.key(1))
+    np.testing.assert_array_equal(a, op.replace(noise_snr_db=10.0).measure(x, jax.random.key(1)))
+    assert not np.array_equal(a, op.replace(noise_snr_db=10.0).measure(x, jax.random.key(2)))
 
 
 def test_noise_std_formula(x64):
@@ -286,35 +330,35 @@ def test_noise_std_formula(x64):
     measured = (rng.uniform(size=y.shape) < 0.5).astype(np.float64)
     snr = 13.0
     want = math.sqrt(np.sum(y**2 * measured) / measured.sum() * 10 ** (-snr / 10))
-    assert abs(float(measure.noise_std(jnp.asarray(y), jnp.asarray(measured), snr)) - want) < 1e-12 * want
+    assert abs(float(operators.noise_std(jnp.asarray(y), jnp.asarray(measured), snr)) - want) < 1e-12 * want
 
 
 # --------------------------------------------------------------------------- validation
 FRAME = (8, 8, 1)
 VALID_MASK = np.ones((T, 8, 8, 1), np.float32)
 INVALID_SPECS = [
-    ("unknown kind", measure.MeasurementSpec(kind="blur"), FRAME, "--measurement"),
-    ("ratio = 1", measure.MeasurementSpec(kind="missing", missing_ratio=1.0), FRAME, "--missing_ratio"),
-    ("ratio < 0", measure.MeasurementSpec(kind="missing", missing_ratio=-0.1), FRAME, "--missing_ratio"),
-    ("ratio nan", measure.MeasurementSpec(kind="missing", missing_ratio=float("nan")), FRAME, "--missing_ratio"),
-    ("gaussian m = 0", measure.MeasurementSpec(kind="gaussian", num_measurements=0), FRAME, "--num_measurements"),
-    ("gaussian m > n", measure.MeasurementSpec(kind="gaussian", num_measurements=65), FRAME, "--num_measurements"),
+    ("unknown kind", operators.MeasurementSpec(kind="blur"), FRAME, "--measurement"),
+    ("ratio = 1", operators.MeasurementSpec(kind="missing", missing_ratio=1.0), FRAME, "--missing_ratio"),
+    ("ratio < 0", operators.MeasurementSpec(kind="missing", missing_ratio=-0.1), FRAME, "--missing_ratio"),
+    ("ratio nan", operators.MeasurementSpec(kind="missing", missing_ratio=float("nan")), FRAME, "--missing_ratio"),
+    ("gaussian m = 0", operators.MeasurementSpec(kind="gaussian", num_measurements=0), FRAME, "--num_measurements"),
+    ("gaussian m > n", operators.MeasurementSpec(kind="gaussian", num_measurements=65), FRAME, "--num_measurements"),
     (
         "gaussian m > n rgb",
-        measure.MeasurementSpec(kind="gaussian", num_measurements=193),
+        operators.MeasurementSpec(kind="gaussian", num_measurements=193),
         (8, 8, 3),
         "--num_measurements",
     ),
-    ("separable m = 0", measure.MeasurementSpec(kind="separable", num_measurements=0), FRAME, "--num_measurements"),
-    ("separable m > H", measure.MeasurementSpec(kind="separable", num_measurements=9), FRAME, "--num_measurements"),
-    ("separable non-square", measure.MeasurementSpec(kind="separable", num_measurements=4), (8, 6, 1), "--measurement"),
-    ("denoise without snr", measure.MeasurementSpec(kind="denoise"), FRAME, "--noise_snr_db"),
-    ("infinite snr", measure.MeasurementSpec(kind="missing", noise_snr_db=float("inf")), FRAME, "--noise_snr_db"),
-    ("mask wrong size", measure.MeasurementSpec(mask=np.ones((T, 8, 7, 1))), FRAME, "--mask_file"),
-    ("mask 3-d", measure.MeasurementSpec(mask=np.ones((T, 8, 8))), FRAME, "--mask_file"),
-    ("mask multichannel", measure.MeasurementSpec(mask=np.ones((T, 8, 8, 3))), FRAME, "--mask_file"),
-    ("mask too few frames", measure.MeasurementSpec(mask=np.ones((T - 1, 8, 8, 1))), FRAME, "--mask_file"),
-    ("mask non-binary", measure.MeasurementSpec(mask=np.full((T, 8, 8, 1), 0.5)), FRAME, "--mask_file"),
+    ("separable m = 0", operators.MeasurementSpec(kind="separable", num_measurements=0), FRAME, "--num_measurements"),
+    ("separable m > H", operators.MeasurementSpec(kind="separable", num_measurements=9), FRAME, "--num_measurements"),
+    ("separable non-square", operators.MeasurementSpec(kind="separable", num_measurements=4), (8, 6, 1), "--measurement"),
+    ("denoise without snr", operators.MeasurementSpec(kind="denoise"), FRAME, "--noise_snr_db"),
+    ("infinite snr", operators.MeasurementSpec(kind="missing", noise_snr_db=float("inf")), FRAME, "--noise_snr_db"),
+    ("mask wrong size", operators.MeasurementSpec(mask=np.ones((T, 8, 7, 1))), FRAME, "--mask_file"),
+    ("mask 3-d", operators.MeasurementSpec(mask=np.ones((T, 8, 8))), FRAME, "--mask_file"),
+    ("mask multichannel", operators.MeasurementSpec(mask=np.ones((T, 8, 8, 3))), FRAME, "--mask_file"),
+    ("mask too few frames", operators.MeasurementSpec(mask=np.ones((T - 1, 8, 8, 1))), FRAME, "--mask_file"),
+    ("mask non-binary", operators.MeasurementSpec(mask=np.full((T, 8, 8, 1), 0.5)), FRAME, "--mask_file"),
 ]
 
 
@@ -327,14 +371,14 @@ def test_validate_rejects(name, spec, frame_shape, flag):
 @pytest.mark.parametrize(
     "spec,frame_shape",
     [
-        (measure.MeasurementSpec(kind="identity"), FRAME),
-        (measure.MeasurementSpec(kind="missing", missing_ratio=0.0), FRAME),
-        (measure.MeasurementSpec(kind="missing", missing_ratio=0.999, noise_snr_db=-5.0), FRAME),
-        (measure.MeasurementSpec(kind="missing", missing_ratio=5.0, mask=VALID_MASK), FRAME),  # mask overrides ratio
-        (measure.MeasurementSpec(kind="gaussian", num_measurements=1), FRAME),
-        (measure.MeasurementSpec(kind="gaussian", num_measurements=192), (8, 8, 3)),
-        (measure.MeasurementSpec(kind="separable", num_measurements=8), FRAME),
-        (measure.MeasurementSpec(kind="denoise", noise_snr_db=20.0), FRAME),
+        (operators.MeasurementSpec(kind="identity"), FRAME),
+        (operators.MeasurementSpec(kind="missing", missing_ratio=0.0), FRAME),
+        (operators.MeasurementSpec(kind="missing", missing_ratio=0.999, noise_snr_db=-5.0), FRAME),
+        (operators.MeasurementSpec(kind="missing", missing_ratio=5.0, mask=VALID_MASK), FRAME),  # mask overrides ratio
+        (operators.MeasurementSpec(kind="gaussian", num_measurements=1), FRAME),
+        (operators.MeasurementSpec(kind="gaussian", num_measurements=192), (8, 8, 3)),
+        (operators.MeasurementSpec(kind="separable", num_measurements=8), FRAME),
+        (operators.MeasurementSpec(kind="denoise", noise_snr_db=20.0), FRAME),
     ],
 )
 def test_validate_accepts(spec, frame_shape):
@@ -343,12 +387,12 @@ def test_validate_accepts(spec, frame_shape):
 
 def test_make_operator_rejects_unknown_kind():
     with pytest.raises(ValueError, match="--measurement"):
-        measure.make_operator(measure.MeasurementSpec(kind="blur"), jax.random.key(0), T, FRAME)
+        operators.make(operators.MeasurementSpec(kind="blur"), jax.random.key(0), T, FRAME)
 
 
 def test_make_operator_uses_given_masks():
     masks = (np.random.default_rng(1).uniform(size=(T + 2, 8, 8, 1)) < 0.6).astype(np.float32)
-    op = measure.make_operator(measure.MeasurementSpec(kind="missing", mask=masks), jax.random.key(0), T, FRAME)
+    op = operators.make(operators.MeasurementSpec(kind="missing", mask=masks), jax.random.key(0), T, FRAME)
     np.testing.assert_array_equal(op.mask, masks[:T])
 
 
@@ -369,10 +413,10 @@ def test_load_mask_file_layouts(tmp_path, layout, fmt):
         np.savez(path, arr)
     else:
         np.savez(path, mask=arr, other=np.zeros(3))
-    loaded = measure.load_mask_file(str(path))
+    loaded = operators.load_mask_file(str(path))
     assert loaded.shape == (4, 6, 5, 1) and loaded.dtype == np.float32
     np.testing.assert_array_equal(loaded[..., 0], m)
-    measure.MeasurementSpec(kind="missing", mask=loaded).validate((6, 5, 1), 4)
+    operators.MeasurementSpec(kind="missing", mask=loaded).validate((6, 5, 1), 4)
 
 
 def _write_bad(path: Path, case: str) -> None:
@@ -410,25 +454,25 @@ def test_load_mask_file_rejects(tmp_path, case):
     path = tmp_path / ("masks.npz" if case in ("corrupt-zip", "two-arrays") else "masks.npy")
     _write_bad(path, case)
     with pytest.raises(ValueError, match="--mask_file") as info:
-        measure.load_mask_file(str(path))
+        operators.load_mask_file(str(path))
     assert str(path) in str(info.value)
 
 
 def test_load_mask_file_rejects_missing(tmp_path):
     path = tmp_path / "absent.npy"
     with pytest.raises(ValueError, match="--mask_file") as info:
-        measure.load_mask_file(str(path))
+        operators.load_mask_file(str(path))
     assert str(path) in str(info.value)
     with pytest.raises(ValueError, match="--mask_file"):
-        measure.load_mask_file(str(tmp_path))  # a directory is not a file
+        operators.load_mask_file(str(tmp_path))  # a directory is not a file
 
 
 @pytest.mark.skipif(not ORIGINAL_MASKS.is_file(), reason=f"original masks not found at {ORIGINAL_MASKS}")
 def test_original_mask_file():
-    masks = measure.load_mask_file(str(ORIGINAL_MASKS))
+    masks = operators.load_mask_file(str(ORIGINAL_MASKS))
     assert masks.shape == (32, 64, 64, 1)
     np.testing.assert_array_equal(masks.reshape(32, -1).sum(axis=1), 820)
-    spec = measure.MeasurementSpec(kind="missing", mask=masks)
+    spec = operators.MeasurementSpec(kind="missing", mask=masks)
     spec.validate((64, 64, 1), 32)
-    op = measure.make_operator(spec, jax.random.key(0), 32, (64, 64, 1))
+    op = operators.make(spec, jax.random.key(0), 32, (64, 64, 1))
     np.testing.assert_array_equal(op.mask, masks)

@@ -1,4 +1,5 @@
-"""Tests for lrgen.models and lrgen.checkpoint.
+"""Tests for lrgen.nets.generators, lrgen.nets.layers (the 4×4 transposed convolution) and
+lrgen.checkpoint.
 
 Invariants, not snapshots: parity with the original PyTorch generator (float64 fixture), the
 custom VJP against autodiff of the reference form, PyTorch ``ConvTranspose2d`` semantics against
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from lrgen import checkpoint, models
+from lrgen import checkpoint
+from lrgen.nets import generators, layers
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GMLR = SHARED / "data" / "gmlr"
@@ -30,7 +32,7 @@ needs_reference = pytest.mark.skipif(
     reason=f"original generator fixture not found under {GMLR} (shared data absent)",
 )
 
-SMALL = models.GeneratorSpec(z_dim=5, features=(6, 4, 3), channels=1)
+SMALL = generators.GeneratorSpec(z_dim=5, features=(6, 4, 3), channels=1)
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ def _naive_generator(weights: list[np.ndarray], z: np.ndarray) -> np.ndarray:
     return np.tanh(h)
 
 
-def _random_state_dict(spec: models.GeneratorSpec, seed=0) -> dict[str, np.ndarray]:
+def _random_state_dict(spec: generators.GeneratorSpec, seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     widths = (spec.z_dim, *spec.features, spec.channels)
     return {
@@ -79,11 +81,11 @@ def _random_state_dict(spec: models.GeneratorSpec, seed=0) -> dict[str, np.ndarr
 # --------------------------------------------------------------------------- parity with PyTorch
 @needs_reference
 def test_parity_with_original_pytorch_generator_float64(x64):
-    spec, params = models.load_torch_npz(WEIGHTS)
-    assert spec == models.GeneratorSpec(z_dim=32, features=(256, 128, 64, 32), channels=1)
+    spec, params = generators.load_torch_npz(WEIGHTS)
+    assert spec == generators.GeneratorSpec(z_dim=32, features=(256, 128, 64, 32), channels=1)
     ref = np.load(REFERENCE)
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-    model = models.build_generator(spec, param_dtype=jnp.float64)
+    model = generators.build_generator(spec, param_dtype=jnp.float64)
     x = model.apply({"params": params}, jnp.asarray(ref["z"], jnp.float64))
     assert x.dtype == jnp.float64
     x_nchw = np.asarray(x).transpose(0, 3, 1, 2)
@@ -93,21 +95,21 @@ def test_parity_with_original_pytorch_generator_float64(x64):
 
 @needs_reference
 def test_parity_with_original_pytorch_generator_float32():
-    spec, params = models.load_torch_npz(WEIGHTS)
+    spec, params = generators.load_torch_npz(WEIGHTS)
     ref = np.load(REFERENCE)
-    model = models.build_generator(spec)
+    model = generators.build_generator(spec)
     x = model.apply({"params": params}, jnp.asarray(ref["z"], jnp.float32))
     assert x.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(x).transpose(0, 3, 1, 2), ref["x_f32"], rtol=0, atol=1e-4)
 
 
 def test_generator_equals_naive_numpy_generator(x64):
-    spec = models.GeneratorSpec(z_dim=3, features=(5, 4, 2), channels=3)
+    spec = generators.GeneratorSpec(z_dim=3, features=(5, 4, 2), channels=3)
     state = _random_state_dict(spec, seed=3)
-    spec2, params = models.params_from_torch_state_dict(state)
+    spec2, params = generators.params_from_torch_state_dict(state)
     assert spec2 == spec
     z = np.random.default_rng(4).normal(size=(2, spec.z_dim))
-    x = models.build_generator(spec, jnp.float64).apply({"params": params}, jnp.asarray(z))
+    x = generators.build_generator(spec, jnp.float64).apply({"params": params}, jnp.asarray(z))
     weights = [state[f"main.{2 * i}.weight"].astype(np.float64) for i in range(len(state))]
     np.testing.assert_allclose(np.asarray(x), _naive_generator(weights, z), rtol=0, atol=1e-12)
 
@@ -127,12 +129,12 @@ def test_conv_transpose_matches_naive_scatter(x64, shape):
     rng = np.random.default_rng(sum(shape))
     x = rng.normal(size=(n, h, w, c_in))
     kernel = rng.normal(size=(c_in, c_out, 4, 4))
-    y = models.conv_transpose_s2(jnp.asarray(x), jnp.asarray(kernel))
+    y = layers.conv_transpose_s2(jnp.asarray(x), jnp.asarray(kernel))
     assert y.shape == (n, 2 * h, 2 * w, c_out)
     np.testing.assert_allclose(np.asarray(y), _naive_conv_transpose_s2(x, kernel), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("how", models._FORWARDS)
+@pytest.mark.parametrize("how", layers._FORWARDS)
 @pytest.mark.parametrize("shape", CONV_SHAPES + [(2, 8, 6, 3, 6)])
 def test_every_forward_formulation_matches_naive_scatter(x64, shape, how):
     # The layer picks dilated / sub-pixel / GEMM+col2im by shape; each must be the same function.
@@ -140,24 +142,24 @@ def test_every_forward_formulation_matches_naive_scatter(x64, shape, how):
     rng = np.random.default_rng(50 + sum(shape))
     x = rng.normal(size=(n, h, w, c_in))
     kernel = rng.normal(size=(c_in, c_out, 4, 4))
-    y = models._conv_transpose_fwd(jnp.asarray(x), jnp.asarray(kernel), how)
+    y = layers._conv_transpose_fwd(jnp.asarray(x), jnp.asarray(kernel), how)
     np.testing.assert_allclose(np.asarray(y), _naive_conv_transpose_s2(x, kernel), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES + [(2, 8, 6, 3, 6)])
 def test_every_gradient_formulation_matches_autodiff_of_reference(x64, shape):
-    # Input and weight gradients are picked per layer too (models._GRADS_X, _GRADS_W); each must
+    # Input and weight gradients are picked per layer too (layers._GRADS_X, _GRADS_W); each must
     # equal the derivative JAX takes of the reference (input-dilated) form.
     n, h, w, c_in, c_out = shape
     rng = np.random.default_rng(200 + sum(shape))
     x = jnp.asarray(rng.normal(size=(n, h, w, c_in)))
     kernel = jnp.asarray(rng.normal(size=(c_in, c_out, 4, 4)))
     dy = jnp.asarray(rng.normal(size=(n, 2 * h, 2 * w, c_out)))
-    dx_ref, dw_ref = jax.vjp(models.conv_transpose_s2_reference, x, kernel)[1](dy)
-    for how in models._GRADS_X:
-        assert _rel(models._conv_transpose_grad_x(dy, kernel, how), dx_ref) < 1e-12, how
-    for how in models._GRADS_W:
-        assert _rel(models._conv_transpose_grad_w(x, dy, how), dw_ref) < 1e-12, how
+    dx_ref, dw_ref = jax.vjp(layers.conv_transpose_s2_reference, x, kernel)[1](dy)
+    for how in layers._GRADS_X:
+        assert _rel(layers._conv_transpose_grad_x(dy, kernel, how), dx_ref) < 1e-12, how
+    for how in layers._GRADS_W:
+        assert _rel(layers._conv_transpose_grad_w(x, dy, how), dw_ref) < 1e-12, how
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES[:2] + [(2, 8, 6, 3, 6)])
@@ -168,8 +170,8 @@ def test_custom_vjp_equals_autodiff_of_reference(x64, shape):
     kernel = jnp.asarray(rng.normal(size=(c_in, c_out, 4, 4)))
     dy = jnp.asarray(rng.normal(size=(n, 2 * h, 2 * w, c_out)))
 
-    y, vjp = jax.vjp(models.conv_transpose_s2, x, kernel)
-    y_ref, vjp_ref = jax.vjp(models.conv_transpose_s2_reference, x, kernel)
+    y, vjp = jax.vjp(layers.conv_transpose_s2, x, kernel)
+    y_ref, vjp_ref = jax.vjp(layers.conv_transpose_s2_reference, x, kernel)
     np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=0, atol=1e-12)
     dx, dw = vjp(dy)
     dx_ref, dw_ref = vjp_ref(dy)
@@ -184,8 +186,8 @@ def test_custom_vjp_under_jit_in_a_loss(x64):
     x = jnp.asarray(rng.normal(size=(2, 3, 2, 3)))
     kernel = jnp.asarray(rng.normal(size=(3, 1, 4, 4)))
     loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
-    g = jax.jit(jax.grad(loss(models.conv_transpose_s2), argnums=(0, 1)))(x, kernel)
-    g_ref = jax.grad(loss(models.conv_transpose_s2_reference), argnums=(0, 1))(x, kernel)
+    g = jax.jit(jax.grad(loss(layers.conv_transpose_s2), argnums=(0, 1)))(x, kernel)
+    g_ref = jax.grad(loss(layers.conv_transpose_s2_reference), argnums=(0, 1))(x, kernel)
     assert _rel(g[0], g_ref[0]) < 1e-10
     assert _rel(g[1], g_ref[1]) < 1e-10
 
@@ -196,60 +198,60 @@ def test_custom_vjp_check_grads(x64, shape):
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.normal(size=(n, h, w, c_in)))
     kernel = jnp.asarray(rng.normal(size=(c_in, c_out, 4, 4)))
-    check_grads(models.conv_transpose_s2, (x, kernel), order=1, modes=["rev"])
+    check_grads(layers.conv_transpose_s2, (x, kernel), order=1, modes=["rev"])
 
 
 # --------------------------------------------------------------------------- architecture
 @pytest.mark.parametrize("image_size", [32, 64, 128])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_default_spec_shapes(image_size, channels):
-    spec = models.GeneratorSpec.default(image_size=image_size, channels=channels)
+    spec = generators.GeneratorSpec.default(image_size=image_size, channels=channels)
     assert spec.image_size == image_size and spec.channels == channels
     assert spec.z_dim == (32 if channels == 1 else 256)
-    params = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
+    params = jax.eval_shape(lambda: generators.init_generator(spec, jax.random.key(0)))
     widths = (spec.z_dim, *spec.features, channels)
     assert sorted(params) == [f"ConvTranspose_{i}" for i in range(len(widths) - 1)]
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         assert params[f"ConvTranspose_{i}"]["kernel"].shape == (a, b, 4, 4)  # PyTorch layout
-    model = models.build_generator(spec)
+    model = generators.build_generator(spec)
     out = jax.eval_shape(model.apply, {"params": params}, jax.ShapeDtypeStruct((2, 3, spec.z_dim), jnp.float32))
     assert out.shape == (2, 3, image_size, image_size, channels)
 
 
 def test_init_scale_and_output_range():
     # All kernels share one shape so the random init compiles once (threefry compiles slowly on CPU).
-    spec = models.GeneratorSpec(z_dim=3, features=(3, 3, 3), channels=3)
-    params = models.init_generator(spec, jax.random.key(1))
+    spec = generators.GeneratorSpec(z_dim=3, features=(3, 3, 3), channels=3)
+    params = generators.init_generator(spec, jax.random.key(1))
     bound = 1.0 / np.sqrt(3 * 4 * 4)  # PyTorch 0.4: U(-1/sqrt(in*kH*kW), +1/sqrt(in*kH*kW))
     kernels = np.stack([np.asarray(params[f"ConvTranspose_{i}"]["kernel"]) for i in range(4)])
     assert np.max(np.abs(kernels)) <= bound and np.max(np.abs(kernels)) > 0.9 * bound
     assert abs(np.mean(kernels)) < 0.2 * bound
     assert len({k.tobytes() for k in kernels}) == 4  # each layer drew its own numbers
     z = jnp.asarray(100.0 * np.random.default_rng(2).normal(size=(4, spec.z_dim)), jnp.float32)
-    x = models.build_generator(spec).apply({"params": params}, z)
+    x = generators.build_generator(spec).apply({"params": params}, z)
     assert x.shape == (4, 32, 32, 3)
     assert bool(jnp.all(jnp.isfinite(x))) and float(jnp.max(jnp.abs(x))) <= 1.0
 
 
 def test_default_spec_rejects_unsupported():
     with pytest.raises(ValueError, match="image_size"):
-        models.GeneratorSpec.default(image_size=48, channels=1)
+        generators.GeneratorSpec.default(image_size=48, channels=1)
     with pytest.raises(ValueError, match="channels"):
-        models.GeneratorSpec.default(image_size=64, channels=2)
+        generators.GeneratorSpec.default(image_size=64, channels=2)
 
 
 def test_spec_dict_round_trip():
-    spec = models.GeneratorSpec.default(image_size=128, channels=3)
-    assert models.GeneratorSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    spec = generators.GeneratorSpec.default(image_size=128, channels=3)
+    assert generators.GeneratorSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 # --------------------------------------------------------------------------- torch state dicts
 def test_state_dict_round_trip():
-    spec = models.GeneratorSpec(z_dim=7, features=(9, 5, 4, 2), channels=3)
+    spec = generators.GeneratorSpec(z_dim=7, features=(9, 5, 4, 2), channels=3)
     state = _random_state_dict(spec, seed=5)
-    spec2, params = models.params_from_torch_state_dict(state, "random")
+    spec2, params = generators.params_from_torch_state_dict(state, "random")
     assert spec2 == spec
-    models.check_params(spec, params, "random")
+    generators.check_params(spec, params, "random")
     back = {f"main.{2 * i}.weight": np.asarray(params[f"ConvTranspose_{i}"]["kernel"]) for i in range(len(params))}
     assert sorted(back) == sorted(state)
     for k in state:
@@ -259,10 +261,10 @@ def test_state_dict_round_trip():
 
 def test_state_dict_layer_order_is_numeric():
     # main.10 must come after main.8, not between main.0 and main.2.
-    spec = models.GeneratorSpec(z_dim=3, features=(8, 7, 6, 5, 4), channels=1)
+    spec = generators.GeneratorSpec(z_dim=3, features=(8, 7, 6, 5, 4), channels=1)
     state = _random_state_dict(spec)
     assert "main.10.weight" in state
-    spec2, params = models.params_from_torch_state_dict(dict(reversed(list(state.items()))))
+    spec2, params = generators.params_from_torch_state_dict(dict(reversed(list(state.items()))))
     assert spec2 == spec
     np.testing.assert_array_equal(params["ConvTranspose_5"]["kernel"], state["main.10.weight"])
 
@@ -291,7 +293,7 @@ def _corrupt(kind: str) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("kind", ["bias", "batchnorm", "prefixed", "widths", "kernel3x3", "ndim", "channels", "empty"])
 def test_state_dict_rejections_name_the_source(kind):
     with pytest.raises(ValueError, match="my-weights.npz"):
-        models.params_from_torch_state_dict(_corrupt(kind), "my-weights.npz")
+        generators.params_from_torch_state_dict(_corrupt(kind), "my-weights.npz")
 
 
 @pytest.mark.parametrize("kind", ["bias", "widths", "kernel3x3"])
@@ -299,13 +301,13 @@ def test_load_torch_npz_rejections_name_the_path(tmp_path, kind):
     path = tmp_path / f"bad_{kind}.npz"
     np.savez(path, **_corrupt(kind))
     with pytest.raises(ValueError, match=str(path)):
-        models.load_torch_npz(path)
+        generators.load_torch_npz(path)
 
 
 # --------------------------------------------------------------------------- checkpoints
 def _small_params(seed=0):
     # From numpy rather than init_generator: the same tree, without compiling threefry per shape.
-    spec, params = models.params_from_torch_state_dict(_random_state_dict(SMALL, seed))
+    spec, params = generators.params_from_torch_state_dict(_random_state_dict(SMALL, seed))
     assert spec == SMALL
     return params
 
@@ -354,7 +356,7 @@ def test_checkpoint_refuses_to_replace_foreign_directory(tmp_path):
 
 
 def test_save_rejects_params_of_another_architecture(tmp_path):
-    other = models.GeneratorSpec(z_dim=5, features=(6, 4, 2), channels=1)
+    other = generators.GeneratorSpec(z_dim=5, features=(6, 4, 2), channels=1)
     with pytest.raises(ValueError, match="gen"):
         checkpoint.save_generator(tmp_path / "gen", other, _small_params())
     assert os.listdir(tmp_path) == []
@@ -431,4 +433,4 @@ def test_load_rejects_corrupt_npz(tmp_path, content):
 def test_load_generator_accepts_original_npz():
     spec, params = checkpoint.load_generator(WEIGHTS)
     assert spec.image_size == 64 and spec.channels == 1
-    models.check_params(spec, params, str(WEIGHTS))
+    generators.check_params(spec, params, str(WEIGHTS))
