@@ -1,18 +1,22 @@
-"""Flags shared by the training binaries (``train_generator``, ``train_encoder``).
+"""Flags of the training binaries (``train_generator``, ``train_encoder``), each defined once.
 
-Every training binary has ``--workdir --dataset --data_dir --image_size --grayscale --z_dim
---num_steps --batch_size --checkpoint_every --seed``; this module defines them once and builds
-the library's :class:`lrgen.train.DataConfig` and :class:`lrgen.train.LoopConfig` from them.
+Importing this module defines the flags every training binary has (workdir, data, loop, z_dim);
+:func:`define_generator_flags` and :func:`define_encoder_flags` add each binary's own. Every flag
+is named like the field of :mod:`lrgen.train`'s config it sets, so :func:`config` builds a config
+from whichever flags are defined.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from absl import app, flags
 
 from experiments import cli
-from lrgen import data, train
+from lrgen import data, dcgan, models, train
+
+FLAGS = flags.FLAGS
 
 flags.DEFINE_string(
     "workdir",
@@ -40,42 +44,71 @@ flags.DEFINE_integer("log_every", 50, "Steps between progress lines and metrics 
 flags.DEFINE_integer("sample_every", 500, "Steps between sample grids (and evaluations).")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, data order and sampling.")
 
-FLAGS = flags.FLAGS
 
-
-def data_config() -> train.DataConfig:
-    return train.DataConfig(
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        image_size=FLAGS.image_size,
-        grayscale=FLAGS.grayscale,
-        crop=FLAGS.crop,
-        max_images=FLAGS.max_images,
-        num_holdout=FLAGS.num_holdout,
-        augment=FLAGS.augment,
+def define_generator_flags() -> None:
+    """The flags of ``experiments.train_generator`` (:class:`lrgen.train.GeneratorTrainConfig`)."""
+    flags.DEFINE_enum("method", "glo", list(train.METHODS), "glo: Generative Latent Optimisation; dcgan: adversarial.")
+    flags.DEFINE_enum(
+        "arch",
+        "gmlr",
+        list(models.ARCHS),
+        "gmlr: the original reconstruction work's generator; dcgan_bn: batch-norm DCGAN.",
+    )
+    flags.DEFINE_integer("width", 64, "dcgan_bn: base width g (layers 8g…g); also the discriminator's (g…8g).")
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate of the weights (default 3e-4 glo, 2e-4 dcgan).")
+    flags.DEFINE_float("beta1", None, "Adam β1 of the weights (default 0.9 glo, 0.5 dcgan).")
+    flags.DEFINE_float("code_learning_rate", 0.01, "glo: Adam learning rate of the per-image codes.")
+    flags.DEFINE_float("label_smoothing", 0.0, "dcgan: one-sided label smoothing s (real images labelled 1 − s).")
+    flags.DEFINE_integer("g_steps", 2, "dcgan: generator updates per discriminator update.")
+    flags.DEFINE_float(
+        "instance_noise", 0.0, "dcgan: σ₀ of Gaussian noise on the discriminator's inputs, annealed linearly to 0."
+    )
+    flags.DEFINE_enum(
+        "glo_loss", "l2", list(train.GLO_LOSSES), "glo: l2 (mean squared error) or lap_l1 (Laplacian-pyramid L1)."
     )
 
 
-def loop_config() -> train.LoopConfig:
-    return train.LoopConfig(
-        num_steps=FLAGS.num_steps,
-        batch_size=FLAGS.batch_size,
-        checkpoint_every=FLAGS.checkpoint_every,
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        log_every=FLAGS.log_every,
-        sample_every=FLAGS.sample_every,
-        seed=FLAGS.seed,
+def define_encoder_flags() -> None:
+    """The flags of ``experiments.train_encoder`` (:class:`lrgen.train.EncoderTrainConfig`)."""
+    flags.DEFINE_string("generator", "", "The decoder: generator directory, training workdir or original .npz.")
+    flags.DEFINE_bool("finetune_generator", False, "Train the generator too (exported to <workdir>/generator).")
+    flags.DEFINE_float("pixel_weight", 0.75, "w: loss = w·pixel MSE + (1 − w)·perceptual distance.")
+    flags.DEFINE_string(
+        "discriminator",
+        "",
+        "DCGAN training workdir whose discriminator gives the perceptual features (default: --generator's).",
+    )
+    flags.DEFINE_string(
+        "vgg_weights", "", "VGG-19 weights .npz for perceptual features instead (layout: lrgen.dcgan.load_vgg19)."
+    )
+    flags.DEFINE_enum("vgg_layer", "relu2_2", list(dcgan.VGG_LAYER_NAMES), "VGG-19 feature layer.")
+    flags.DEFINE_integer("width", 64, "Encoder base width g (layers g…8g).")
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the encoder.")
+    flags.DEFINE_float("generator_learning_rate", 1e-4, "Adam learning rate of the generator (--finetune_generator).")
+    flags.DEFINE_float(
+        "input_missing_ratio", 0.0, "Drop this fraction of each input's pixels (set to 0) in training, in [0, 1)."
     )
 
 
-def make_main(train_fn: Callable, config_from_flags: Callable, module_name: str) -> Callable[[list[str]], None]:
-    """The ``main`` of a training binary: ``train_fn(config_from_flags(), --workdir)``, one-line errors."""
+def config(cls: type) -> object:
+    """``cls`` (a training config) from the flags named like its fields; data and loop from theirs."""
+    nested = {"data": train.DataConfig, "loop": train.LoopConfig}
+    values = {
+        f.name: config(nested[f.name]) if f.name in nested else FLAGS[f.name].value
+        for f in dataclasses.fields(cls)
+        if f.name in nested or f.name in FLAGS
+    }
+    return cls(**values)
+
+
+def make_main(train_fn: Callable, config_cls: type, module_name: str) -> Callable[[list[str]], None]:
+    """The ``main`` of a training binary: ``train_fn(config(config_cls), --workdir)``, one-line errors."""
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         with cli.user_errors():
             resolved = cli.resolved_flags(module_name, __name__)
-            train_fn(config_from_flags(), FLAGS.workdir, log=cli.log, flags=resolved)
+            train_fn(config(config_cls), FLAGS.workdir, log=cli.log, flags=resolved)
 
     return main

@@ -15,49 +15,12 @@ from __future__ import annotations
 from absl import app, flags
 
 from experiments import _train_flags
-from lrgen import dcgan, train
+from lrgen import train
 
-flags.DEFINE_string("generator", "", "The decoder: generator directory, training workdir or original .npz.")
-flags.DEFINE_bool("finetune_generator", False, "Train the generator too (exported to <workdir>/generator).")
-flags.DEFINE_float("pixel_weight", 0.75, "w: loss = w·pixel MSE + (1 − w)·perceptual distance.")
-flags.DEFINE_string(
-    "discriminator",
-    "",
-    "DCGAN training workdir whose discriminator gives the perceptual features (default: --generator's).",
-)
-flags.DEFINE_string(
-    "vgg_weights", "", "VGG-19 weights .npz for perceptual features instead (layout: lrgen.dcgan.load_vgg19)."
-)
-flags.DEFINE_enum("vgg_layer", "relu2_2", list(dcgan.VGG_LAYER_NAMES), "VGG-19 feature layer.")
-flags.DEFINE_integer("width", 64, "Encoder base width g (layers g…8g).")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the encoder.")
-flags.DEFINE_float("generator_learning_rate", 1e-4, "Adam learning rate of the generator (--finetune_generator).")
-flags.DEFINE_float(
-    "input_missing_ratio", 0.0, "Drop this fraction of each input's pixels (set to 0) in training, in [0, 1)."
-)
+_train_flags.define_encoder_flags()
+flags.adopt_module_key_flags(_train_flags)
 
-FLAGS = flags.FLAGS
-
-
-def config_from_flags() -> train.EncoderTrainConfig:
-    return train.EncoderTrainConfig(
-        generator=FLAGS.generator,
-        finetune_generator=FLAGS.finetune_generator,
-        pixel_weight=FLAGS.pixel_weight,
-        discriminator=FLAGS.discriminator,
-        vgg_weights=FLAGS.vgg_weights,
-        vgg_layer=FLAGS.vgg_layer,
-        z_dim=FLAGS.z_dim,
-        width=FLAGS.width,
-        learning_rate=FLAGS.learning_rate,
-        generator_learning_rate=FLAGS.generator_learning_rate,
-        input_missing_ratio=FLAGS.input_missing_ratio,
-        data=_train_flags.data_config(),
-        loop=_train_flags.loop_config(),
-    )
-
-
-main = _train_flags.make_main(train.train_encoder, config_from_flags, __name__)
+main = _train_flags.make_main(train.train_encoder, train.EncoderTrainConfig, __name__)
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("workdir")

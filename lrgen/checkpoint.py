@@ -1,18 +1,33 @@
-"""Generator checkpoints: the one place lrgen touches ``orbax.checkpoint``.
+"""Every ``orbax.checkpoint`` call of lrgen: model directories and numbered run checkpoints.
 
-A generator directory written by :func:`save_generator` holds::
+**Model directories** (one format, :class:`TreeFormat`): a JSON record ``<name>.json`` holding
+``{"format": ..., ["version": ...,] <architecture>, <provenance>}`` next to an orbax tree of
+arrays, written atomically (assembled under a temporary name, then renamed). The architecture
+travels with the weights, so ``--generator=<dir>`` needs no retyped shapes, and a tree of other
+shapes is refused with one line. Each may be named by the directory itself or by the training
+workdir holding it under ``<subdir>/``::
 
-    generator.json   {"format": "lrgen-generator", "version": 1, "spec": {...}, ...}
-    params/          orbax StandardCheckpointer tree of the flax parameters
+    generator/       generator.json     {"format": "lrgen-generator", "version": 1, "spec": ...}
+                     params/            the flax parameters (batch norm folded)
+    encoder/         encoder.json       {"format": "lrgen-encoder", "version": 1, "spec": ...,
+                                         "generator_spec": ...}
+                     tree/              {params, batch_stats} of :class:`lrgen.dcgan.Encoder`
+    discriminator/   discriminator.json {"format": "lrgen-discriminator", "features": ...,
+                                         "image_size": ..., "channels": ...}
+                     tree/              {params, batch_stats} of :class:`lrgen.dcgan.Discriminator`
 
-The architecture travels with the weights, so ``--generator=<dir>`` needs no retyped shapes, and
-a tree of other shapes is refused with a clear error. :func:`load_generator` also accepts the
-original authors' PyTorch state dicts saved as .npz (see :func:`lrgen.models.load_torch_npz`)
-and training workdirs whose ``generator/`` subdirectory holds the exported generator.
+:func:`load_generator` also accepts the original authors' PyTorch state dicts saved as .npz
+(see :func:`lrgen.models.load_torch_npz`).
+
+**Run checkpoints** (:class:`Checkpointer`): one state pytree saved as ``<directory>/<step>/``,
+the latest ``keep`` kept; orbax writes into a temporary directory and renames it when complete,
+so a process killed at any moment (SIGKILL included) leaves only complete checkpoints, and the
+newest of them is restored against an abstract target (``jax.eval_shape`` of the initial state).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,10 +35,11 @@ import tempfile
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lrgen import io, models
+from lrgen import dcgan, io, models
 
 
 def process_local() -> ocp.options.MultiprocessingOptions:
@@ -38,11 +54,10 @@ def process_local() -> ocp.options.MultiprocessingOptions:
     )
 
 
-FORMAT = "lrgen-generator"
-VERSION = 1
-META = "generator.json"
+_process_local_options = process_local  # the name Checkpointer's argument shadows
 
 
+# --------------------------------------------------------------------------- model directories
 def save_tree_dir(directory: str | os.PathLike, meta_file: str, meta: dict, tree: Any, subdir: str = "tree") -> str:
     """Write ``meta`` (JSON, as ``meta_file``) and ``tree`` (orbax, under ``subdir/``) atomically.
 
@@ -72,24 +87,6 @@ def save_tree_dir(directory: str | os.PathLike, meta_file: str, meta: dict, tree
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
-
-
-def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, params: Any, **extra) -> str:
-    """Write ``spec`` and ``params`` to ``directory`` atomically (temporary name, then rename).
-
-    Args:
-      directory: destination; replaced if it already holds a generator.
-      spec: the architecture.
-      params: flax parameters matching ``spec``.
-      **extra: JSON-serialisable provenance stored in ``generator.json``.
-
-    Returns:
-      The absolute path written.
-    """
-    directory = os.path.abspath(os.fspath(directory))
-    models.check_params(spec, params, directory)
-    meta = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), **extra}
-    return save_tree_dir(directory, META, meta, params, subdir="params")
 
 
 def read_tree_meta(directory: str, meta_file: str, fmt: str, flag: str) -> dict:
@@ -139,8 +136,7 @@ def load_tree(
     except Exception as e:  # orbax raises several types for a tree of other shapes
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ValueError(f"{flag}={directory}: weights do not match {what} ({first[:200]})") from None
-    shapes = lambda t: jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), t)  # noqa: E731
-    if shapes(abstract) != shapes(tree):
+    if _shapes(abstract) != _shapes(tree):
         raise ValueError(f"{flag}={directory}: weights do not match {what}")
     check_finite(tree, f"{flag}={directory}")
     return tree
@@ -157,6 +153,81 @@ def check_finite(tree: Any, where: str) -> None:
     if bad:
         total = sum(int(np.size(a)) for a in leaves)
         raise ValueError(f"{where}: {bad} of {total} weights are NaN or infinite; allowed are finite weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeFormat:
+    """One kind of model directory: a JSON record and an orbax tree (see the module docstring).
+
+    Attributes:
+      name: the record's ``"format"`` value, e.g. ``lrgen-generator``.
+      meta_file: the record's file name.
+      flag: how errors name a path of this kind (``--generator``).
+      subdir: the directory's name inside a training workdir (``generator``).
+      kind: what was expected, for errors.
+      tree: the tree's subdirectory.
+      version: the format version written and required (None: not recorded).
+    """
+
+    name: str
+    meta_file: str
+    flag: str
+    subdir: str
+    kind: str
+    tree: str = "tree"
+    version: int | None = None
+
+    def save(self, directory: str | os.PathLike, record: dict, tree: Any) -> str:
+        """Write ``{"format", ["version"], **record}`` and ``tree`` to ``directory`` atomically."""
+        head = {"format": self.name} | ({"version": self.version} if self.version is not None else {})
+        return save_tree_dir(directory, self.meta_file, head | record, tree, subdir=self.tree)
+
+    def open(self, path: str | os.PathLike, *, check_version: bool = True) -> tuple[str, dict]:
+        """(directory, record) of ``path``: the directory itself or a workdir holding it."""
+        version = self.version if check_version else None
+        return open_tree_dir(
+            path, self.meta_file, self.name, self.flag, subdir=self.subdir, kind=self.kind, version=version
+        )
+
+    def load(self, directory: str, abstract: Any, what: str = "the architecture it declares") -> Any:
+        """The tree of an opened directory, restored against ``abstract`` (shapes checked, finite)."""
+        return load_tree(directory, abstract, self.flag, subdir=self.tree, what=what)
+
+
+GENERATOR = TreeFormat(
+    "lrgen-generator",
+    "generator.json",
+    "--generator",
+    "generator",
+    "an lrgen generator or training workdir",
+    tree="params",
+    version=1,
+)
+ENCODER = TreeFormat(
+    "lrgen-encoder", "encoder.json", "--encoder", "encoder", "an lrgen encoder or encoder training workdir", version=1
+)
+DISCRIMINATOR = TreeFormat(
+    "lrgen-discriminator", "discriminator.json", "--discriminator", "discriminator", "a DCGAN training workdir"
+)
+# The generator format's names as they were (callers and tests use them).
+FORMAT, VERSION, META = GENERATOR.name, GENERATOR.version, GENERATOR.meta_file
+
+
+def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, params: Any, **extra) -> str:
+    """Write ``spec`` and ``params`` to ``directory`` atomically (temporary name, then rename).
+
+    Args:
+      directory: destination; replaced if it already holds a generator.
+      spec: the architecture.
+      params: flax parameters matching ``spec``.
+      **extra: JSON-serialisable provenance stored in ``generator.json``.
+
+    Returns:
+      The absolute path written.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    models.check_params(spec, params, directory)
+    return GENERATOR.save(directory, {"spec": spec.to_dict(), **extra}, params)
 
 
 def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
@@ -178,12 +249,156 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
             check_finite(params, f"--generator={path}")
             return spec, params
         raise ValueError(f"--generator={path}: expected an lrgen generator directory or an .npz state dict")
-    kind = "an lrgen generator or training workdir"
-    path, meta = open_tree_dir(path, META, FORMAT, "--generator", subdir="generator", kind=kind, version=VERSION)
+    path, meta = GENERATOR.open(path)
     try:
         spec = models.GeneratorSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
     target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
-    params = load_tree(path, target, "--generator", subdir="params", what=f"the architecture {spec.to_dict()}")
-    return spec, params
+    return spec, GENERATOR.load(path, target, what=f"the architecture {spec.to_dict()}")
+
+
+def save_encoder(
+    directory: str | os.PathLike,
+    spec: dcgan.EncoderSpec,
+    variables: Any,
+    *,
+    generator_spec: models.GeneratorSpec,
+    **extra,
+) -> str:
+    """Write the encoder's evaluation variables and architecture to ``directory`` atomically.
+
+    Args:
+      directory: destination; replaced if it already holds an encoder.
+      spec: the encoder's architecture.
+      variables: ``{"params", "batch_stats"}`` of :class:`lrgen.dcgan.Encoder`.
+      generator_spec: the generator it encodes for (its k and frame size must match).
+      **extra: JSON-serialisable provenance.
+    """
+    record = {"spec": spec.to_dict(), "generator_spec": generator_spec.to_dict(), **extra}
+    return ENCODER.save(directory, record, {"params": variables["params"], "batch_stats": variables["batch_stats"]})
+
+
+def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
+    """(spec, variables) from an encoder directory or an encoder training workdir.
+
+    Raises:
+      ValueError: naming ``--encoder`` when the path is missing, not an encoder, or its weights
+        do not match the architecture it declares.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise ValueError(f"--encoder={path}: no such directory (expected an encoder directory or training workdir)")
+    path, meta = ENCODER.open(path)
+    try:
+        spec = dcgan.EncoderSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"--encoder={path}: malformed architecture in {ENCODER.meta_file} ({e})") from None
+    return spec, ENCODER.load(path, jax.eval_shape(lambda: spec.init(jax.random.key(0))))
+
+
+def encoder_generator_spec(path: str | os.PathLike) -> models.GeneratorSpec | None:
+    """The generator architecture an encoder directory (or workdir) was trained for, if recorded."""
+    _, meta = ENCODER.open(path, check_version=False)
+    return models.GeneratorSpec.from_dict(meta["generator_spec"]) if "generator_spec" in meta else None
+
+
+def save_discriminator(
+    directory: str | os.PathLike, features: tuple[int, ...], image_size: int, channels: int, variables: Any, **extra
+) -> str:
+    """Write a DCGAN discriminator's ``{params, batch_stats}`` and architecture to ``directory``."""
+    record = {"features": list(features), "image_size": image_size, "channels": channels, **extra}
+    return DISCRIMINATOR.save(directory, record, variables)
+
+
+def load_discriminator(path: str | os.PathLike) -> tuple[dcgan.Discriminator, dict, dict]:
+    """(module, variables, record) of a DCGAN workdir's (or a ``discriminator/`` dir's) discriminator."""
+    path, meta = DISCRIMINATOR.open(path)
+    disc = dcgan.Discriminator(tuple(meta["features"]))
+    shape = (1, meta["image_size"], meta["image_size"], meta["channels"])
+    abstract = jax.eval_shape(lambda: dict(disc.init(jax.random.key(0), jnp.zeros(shape), train=False)))
+    return disc, DISCRIMINATOR.load(path, abstract), meta
+
+
+# --------------------------------------------------------------------------- run checkpoints
+class Checkpointer:
+    """Numbered checkpoints of one state pytree under ``directory`` (an orbax ``CheckpointManager``).
+
+    Args:
+      directory: where ``<step>/`` directories go; made absolute (orbax rejects relative
+        paths) and created.
+      keep: how many of the latest checkpoints to keep.
+      asynchronous: :meth:`save` returns while orbax writes (False: once written).
+      process_local: this process writes alone (:func:`process_local`), e.g. per-process work
+        in a multi-host job.
+
+    Example::
+
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=2)
+        restored = ckpt.restore(jax.eval_shape(init), "--workdir=runs/x")   # None: start afresh
+        step, state = restored if restored is not None else (0, init())
+        ckpt.save(step, state)
+        ckpt.close()                                                        # waits for the writes
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike, *, keep: int = 2, asynchronous: bool = True, process_local: bool = False
+    ):
+        self.directory = os.path.abspath(os.fspath(directory))
+        os.makedirs(self.directory, exist_ok=True)  # orbax refuses create=True with active_processes
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep,
+            create=False,
+            cleanup_tmp_directories=True,  # a killed run's torn step
+            enable_async_checkpointing=asynchronous,
+            **({"multiprocessing_options": _process_local_options()} if process_local else {}),
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None."""
+        return self.manager.latest_step()
+
+    def restore(self, abstract: Any, what: str, step: int | None = None) -> tuple[int, Any] | None:
+        """(step, state) of checkpoint ``step`` (default: the newest), or None when there is none.
+
+        Args:
+          abstract: ``jax.eval_shape`` of the initial state (tree, shapes, dtypes, shardings).
+          what: how to name the run in an error (e.g. ``--workdir=runs/glo``).
+
+        Raises:
+          ValueError: the checkpoint holds a tree of other shapes (another architecture).
+        """
+        step = self.manager.latest_step() if step is None else step
+        if step is None:
+            return None
+        mismatch = f"{what}: its checkpoint {step} does not match this run's architecture"
+        try:
+            state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # orbax raises several types for a tree of other shapes
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"{mismatch} ({first[:200]}); use another --workdir") from None
+        if _shapes(abstract) != _shapes(state):
+            raise ValueError(f"{mismatch}; use another --workdir")
+        return step, state
+
+    def save(self, step: int, state: Any) -> None:
+        """Start saving ``state`` as checkpoint ``step`` (copied to host memory first).
+
+        The copy matters: a jitted step donates its state buffers, so an asynchronous writer
+        must not read device memory that the next step reuses.
+        """
+        host = jax.tree.map(lambda a: np.array(a, copy=True), jax.device_get(state))
+        self.manager.save(step, args=ocp.args.StandardSave(host), force=True)
+
+    def wait(self) -> None:
+        """Block until every started save is on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _shapes(tree: Any) -> Any:
+    return jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), tree)

@@ -344,5 +344,10 @@ def augment(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarr
 
 
 def to_float(images) -> np.ndarray:
-    """uint8 images → float in [−1, 1] (the generators' range): x ↦ 2·x/255 − 1."""
+    """uint8 images → float in [−1, 1] (the generators' range): x ↦ 2·x/255 − 1, one rounding."""
     return images.astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
+def to_unit_float(images) -> np.ndarray:
+    """uint8 images → float in [0, 1] (pictures, metrics): x ↦ x/255."""
+    return images.astype(np.float32) / 255.0

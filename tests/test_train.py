@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
@@ -331,3 +332,53 @@ def test_bad_binary_input_is_one_line_and_writes_nothing(digits, trained, tmp_pa
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert not work.exists()
+
+
+# --------------------------------------------------------------------------- lazy Adam, sphere, checkpointer
+def test_lazy_adam_is_adam_on_the_rows_it_touches():
+    """With every row in every batch, lazy Adam is optax.adam; rows left out keep state and value."""
+    from lrgen.train.lazy_adam import lazy_adam
+
+    table = jax.random.normal(jax.random.key(0), (6, 3))
+    grads = [jax.random.normal(jax.random.key(i + 1), (6, 3)) for i in range(4)]
+    lazy, dense = lazy_adam(0.1), optax.adam(0.1)
+    ls, ds = lazy.init(table), dense.init(table)
+    rows = jnp.arange(6)
+    for g in grads:
+        u_lazy, ls = lazy.update(g, ls, rows=rows)
+        u_dense, ds = dense.update(g, ds)
+        np.testing.assert_allclose(u_lazy, u_dense, rtol=1e-6, atol=1e-7)
+    # Only rows 1 and 4 in a batch: the others' moments and counts stay as they were.
+    idx = jnp.array([1, 4])
+    _, ls2 = lazy_adam(0.1).update(grads[0][idx], ls, rows=idx)
+    assert np.asarray(ls2.count).tolist() == [4, 5, 4, 4, 5, 4]
+    keep = np.array([0, 2, 3, 5])
+    np.testing.assert_array_equal(np.asarray(ls2.mu)[keep], np.asarray(ls.mu)[keep])
+    np.testing.assert_array_equal(np.asarray(ls2.nu)[keep], np.asarray(ls.nu)[keep])
+
+
+def test_sphere_normalize_and_sample_are_unit_norm():
+    from lrgen import sphere
+
+    z = sphere.sample(jax.random.key(0), (50, 7))
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-6)
+    v = jax.random.normal(jax.random.key(1), (4, 7)) * 3.0
+    np.testing.assert_allclose(sphere.normalize(v), v / np.linalg.norm(v, axis=1, keepdims=True), rtol=1e-6)
+    assert np.all(np.isfinite(sphere.normalize(jnp.zeros((2, 7)))))  # a zero row stays finite
+
+
+def test_checkpointer_round_trip_and_refuses_other_shapes(tmp_path):
+    state = {"step": jnp.int32(3), "w": jnp.arange(6.0).reshape(2, 3)}
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt", keep=2)
+    assert ckpt.latest_step() is None and ckpt.restore(jax.eval_shape(lambda: state), "--workdir=x") is None
+    for s in (1, 2, 3):
+        ckpt.save(s, jax.tree.map(lambda a: a + s, state))
+    ckpt.wait()
+    assert ckpt.latest_step() == 3 and sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["2", "3"]
+    step, restored = ckpt.restore(jax.eval_shape(lambda: state), "--workdir=x")
+    assert step == 3
+    np.testing.assert_array_equal(restored["w"], state["w"] + 3)
+    other = {"step": jnp.int32(0), "w": jnp.zeros((3, 3))}
+    with pytest.raises(ValueError, match="--workdir=x: its checkpoint 3 does not match"):
+        ckpt.restore(jax.eval_shape(lambda: other), "--workdir=x")
+    ckpt.close()
