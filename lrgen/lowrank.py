@@ -9,8 +9,8 @@
 
 Both use ``jnp.linalg.svd`` with ``full_matrices=False``; they are pure and ``vmap``.
 
-The codes' other constraint lives here too: the generators are trained on codes on the unit
-sphere, ‖z‖ = 1 (:func:`to_sphere`).
+The codes' other constraint, the unit sphere ‖z‖ = 1 of the generators' training, is
+:mod:`lrgen.sphere`.
 """
 
 from __future__ import annotations
@@ -101,11 +101,3 @@ def factorise(z: np.ndarray, rank: int, rank_type: str = "svd") -> tuple[np.ndar
     basis = vh[:d]
     return mu, centred @ basis.T, basis
 
-
-def to_sphere(z: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """Each code (row, last axis) scaled onto the unit sphere: z / √(‖z‖² + ε).
-
-    ``eps`` keeps a zero code finite (it stays 0). Computed as z · rsqrt(‖z‖² + ε), the one
-    formula the encoder's output layer and GLO's code projection use, so both round alike.
-    """
-    return z * jax.lax.rsqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + eps)

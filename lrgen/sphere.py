@@ -12,8 +12,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# MERGE: dcgan.Encoder's last line and recover.init_codes normalise the same way; they can call these.
-
 
 def normalize(z: jax.Array) -> jax.Array:
     """z / √(‖z‖² + 1e-12) along the last axis."""

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import lowrank
+from lrgen import lowrank, sphere
 
 SHAPES = [(10, 6), (6, 10)]  # (T, k): tall and wide (square adds nothing but compile time)
 
@@ -190,12 +190,12 @@ def test_factorise_reproduces_projected_codes(rank_type, rank, d):
         np.testing.assert_allclose(mu, zp.mean(axis=0), atol=1e-12)
 
 
-def test_to_sphere_gives_unit_codes_and_keeps_directions():
-    # ‖to_sphere(z)‖ = 1 for every code, same direction, the zero code stays 0; the encoder's
+def test_sphere_normalize_gives_unit_codes_and_keeps_directions():
+    # ‖normalize(z)‖ = 1 for every code, same direction, the zero code stays 0; the encoder's
     # output layer is exactly this function.
     with jax.enable_x64(True):
         z = jnp.asarray(np.random.default_rng(3).standard_normal((5, 7)) * [[0.1], [1], [10], [1e3], [0]])
-        s = np.asarray(lowrank.to_sphere(z))
+        s = np.asarray(sphere.normalize(z))
     np.testing.assert_allclose(np.linalg.norm(s[:4], axis=1), 1.0, rtol=1e-9)  # ε = 1e-12 against ‖z‖² ≥ ~0.01
     np.testing.assert_allclose(s[:4] * np.linalg.norm(z[:4], axis=1, keepdims=True), z[:4], rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(s[4], 0.0)

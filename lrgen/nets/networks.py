@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lrgen import io, lowrank
+from lrgen import io, sphere
 from lrgen.nets.layers import _DN, INIT_DCGAN, Conv5, Norm
 
 LEAK = 0.2
@@ -76,7 +76,7 @@ class Encoder(nn.Module):
             h = Conv5(width, name=f"Conv_{i}")(h)
             h = nn.leaky_relu(Norm(name=f"Norm_{i}")(h, train), LEAK)
         e = nn.Dense(self.z_dim, kernel_init=INIT_DCGAN, name="Dense_out")(h.reshape(h.shape[0], -1))
-        return lowrank.to_sphere(e)
+        return sphere.normalize(e)
 
 
 
