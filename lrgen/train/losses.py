@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from lrgen import checkpoint, dcgan
+from lrgen import checkpoint, dcgan, metrics
 from lrgen.pixels import to_unit
 
 
@@ -42,14 +42,10 @@ def per_image_loss(x_hat: jax.Array, x: jax.Array, kind: str) -> jax.Array:
     return sum(jnp.mean(jnp.abs(b), axis=(1, 2, 3)) for b in diffs)
 
 
-# MERGE: metrics.psnr(to_unit(x_hat), to_unit(x), per_frame=True, peak=1.0)
 def psnr_per_image(x_hat: jax.Array, x: jax.Array) -> jax.Array:
-    """PSNR (dB) of each image, both in [−1, 1], measured in [0, 1] (peak 1).
-
-    10 log₁₀(1 / mse), mse = mean((x̂ − x)/2)² = mean(to_unit(x̂) − to_unit(x))².
-    """
-    mse = jnp.mean(jnp.square((x_hat - x) / 2), axis=(1, 2, 3))
-    return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-12))
+    """PSNR (dB) of each image, both in [−1, 1], measured in [0, 1] with peak 1: the evaluation
+    measure, :func:`lrgen.metrics.psnr` per frame with ``peak=1``."""
+    return metrics.psnr(to_unit(x_hat), to_unit(x), per_frame=True, peak=1.0)
 
 
 def drop_pixels(key: jax.Array, x: jax.Array, ratio: float) -> jax.Array:
