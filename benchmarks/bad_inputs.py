@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lrgen import codec
+from lrgen.nets import generators, networks
+
 ROOT = Path(__file__).resolve().parents[1]
 BINARIES = ("recover", "interpolate", "compress", "decompress", "train_generator", "train_encoder")
 
@@ -53,18 +56,18 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     """Write every input the cases use into ``folder`` (a few seconds: one tiny generator)."""
     import jax
 
-    from lrgen import checkpoint, compress, dcgan, encoder, models, pipeline, recover
+    from lrgen import checkpoint, encoder, pipeline, recover
 
     F = Path(folder)
     F.mkdir(parents=True, exist_ok=True)
-    spec = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32
-    params = jax.tree.map(np.asarray, models.init_generator(spec, jax.random.key(0)))
+    spec = generators.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32
+    params = jax.tree.map(np.asarray, generators.init_generator(spec, jax.random.key(0)))
     checkpoint.save_generator(F / "gen", spec, params)
     nan_params = jax.tree.map(np.array, params)
     nan_params["ConvTranspose_1"]["kernel"][0, 0, 0, 0] = np.nan
     checkpoint.save_generator(F / "gen_nan", spec, nan_params)
     checkpoint.save_generator(F / "gen_other", spec, jax.tree.map(lambda w: 2.0 * w, params))
-    espec = dcgan.EncoderSpec(z_dim=8, features=(8, 16), channels=1, image_size=32)
+    espec = networks.EncoderSpec(z_dim=8, features=(8, 16), channels=1, image_size=32)
     variables = jax.tree.map(np.array, espec.init(jax.random.key(1)))
     jax.tree.leaves(variables["params"])[0].flat[0] = np.inf
     encoder.save_encoder(F / "enc_inf", espec, variables, generator_spec=spec)
@@ -146,7 +149,7 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     (d / "reconstruction.npz").write_bytes(rb[: len(rb) // 2])
 
     # A compressed video made with gen/.
-    header = compress.Header(
+    header = codec.Header(
         num_frames=20,
         height=32,
         width=32,
@@ -157,11 +160,11 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
         bits=8,
         keyframe_every=4,
         method="linear",
-        generator_id=compress.generator_id(spec, params),
+        generator_id=codec.generator_id(spec, params),
         generator_path=str(F / "gen"),
     )
     z = rng.normal(size=(len(header.keyframes), 8))
-    data = compress.to_bytes(compress.quantise_codes(z, header))
+    data = codec.to_bytes(codec.quantise_codes(z, header))
     (F / "v.lrgv").write_bytes(data)
     (F / "v_copy.npy").write_bytes(data)  # a compressed video under a name decompress could write
     (F / "v_trunc.lrgv").write_bytes(data[:-7])

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from lrgen import measure
+from lrgen import operators
 
 flags.DEFINE_integer("num_frames", 256, "T.")
 flags.DEFINE_integer("num_measurements", 2048, "m.")
@@ -37,8 +37,8 @@ def main(argv):
     T, m, S = FLAGS.num_frames, FLAGS.num_measurements, FLAGS.image_size
     shape = (S, S, 3)
     n = S * S * 3
-    spec = measure.MeasurementSpec("gaussian", num_measurements=m, matrix_free=True, matrix_free_chunk=FLAGS.chunk)
-    op = measure.make_operator(spec, jax.random.key(0), T, shape)
+    spec = operators.MeasurementSpec("gaussian", num_measurements=m, matrix_free=True, matrix_free_chunk=FLAGS.chunk)
+    op = operators.make(spec, jax.random.key(0), T, shape)
     x = jax.random.uniform(jax.random.key(1), (T, *shape)) * 2 - 1
     y = jnp.zeros((T, m))
     dense_gb = T * m * n * 4 / 1e9

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from absl import app, flags
 
 from experiments import cli
-from lrgen import data, dcgan, models, train
+from lrgen import data, train
+from lrgen.nets import generators, networks
 
 FLAGS = flags.FLAGS
 
@@ -51,7 +52,7 @@ def define_generator_flags() -> None:
     flags.DEFINE_enum(
         "arch",
         "gmlr",
-        list(models.ARCHS),
+        list(generators.ARCHS),
         "gmlr: the original reconstruction work's generator; dcgan_bn: batch-norm DCGAN.",
     )
     flags.DEFINE_integer("width", 64, "dcgan_bn: base width g (layers 8g…g); also the discriminator's (g…8g).")
@@ -81,7 +82,7 @@ def define_encoder_flags() -> None:
     flags.DEFINE_string(
         "vgg_weights", "", "VGG-19 weights .npz for perceptual features instead (layout: lrgen.dcgan.load_vgg19)."
     )
-    flags.DEFINE_enum("vgg_layer", "relu2_2", list(dcgan.VGG_LAYER_NAMES), "VGG-19 feature layer.")
+    flags.DEFINE_enum("vgg_layer", "relu2_2", list(networks.VGG_LAYER_NAMES), "VGG-19 feature layer.")
     flags.DEFINE_integer("width", 64, "Encoder base width g (layers g…8g).")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the encoder.")
     flags.DEFINE_float("generator_learning_rate", 1e-4, "Adam learning rate of the generator (--finetune_generator).")

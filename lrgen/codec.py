@@ -59,8 +59,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from lrgen import io, lowrank, models
+from lrgen import io, lowrank
 from lrgen.latent_paths import METHODS
+from lrgen.nets import generators
 
 MAGIC = b"LRGV"
 VERSION = 1
@@ -77,7 +78,7 @@ def keyframes(num_frames: int, keyframe_every: int) -> np.ndarray:
     return np.union1d(np.arange(0, num_frames, keyframe_every), [num_frames - 1]).astype(np.int64)
 
 
-def generator_id(spec: models.GeneratorSpec, params: Any) -> bytes:
+def generator_id(spec: generators.GeneratorSpec, params: Any) -> bytes:
     """First 8 bytes of SHA-256 over the architecture (JSON) and every weight (float32, C order).
 
     Leaves are taken in flax's sorted-key order with their path and shape, so the same weights
@@ -94,7 +95,7 @@ def generator_id(spec: models.GeneratorSpec, params: Any) -> bytes:
     return h.digest()[:8]
 
 
-def _canonical_spec(spec: models.GeneratorSpec) -> dict:
+def _canonical_spec(spec: generators.GeneratorSpec) -> dict:
     d = spec.to_dict()
     for f in dataclasses.fields(spec):
         if f.name not in ("z_dim", "features", "channels") and f.default is not dataclasses.MISSING:
@@ -106,7 +107,6 @@ def _canonical_spec(spec: models.GeneratorSpec) -> dict:
 def generator_bytes(params: Any) -> int:
     """Size of the generator's parameters at 32 bits each (shared by all videos)."""
     return 4 * sum(int(np.size(p)) for p in jax.tree.leaves(params))
-
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -361,8 +361,7 @@ def write(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
 
 
-
-def check_generator(header: Header, spec: models.GeneratorSpec, params: Any, source: str = "") -> None:
+def check_generator(header: Header, spec: generators.GeneratorSpec, params: Any, source: str = "") -> None:
     """Raise ValueError unless (spec, params) is the generator the header names."""
     got = generator_id(spec, params)
     if got != header.generator_id:

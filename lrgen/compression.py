@@ -36,8 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, codec, encoder, io, lowrank, metrics, models, pipeline, pixels, recover
+from lrgen import checkpoint, codec, encoder, io, lowrank, metrics, pipeline, pixels, recover
 from lrgen.latent_paths import MAX_FACTOR, METHODS, fine_times, interpolate_codes, render
+from lrgen.nets import generators
 from lrgen.observed import fit_frames
 from lrgen.selection import AUTO, select_path
 from lrgen.selection import score as _score
@@ -149,7 +150,7 @@ class CompressJob:
 
 
 # --------------------------------------------------------------------------- decoding
-def decode(codes: codec.Codes, spec: models.GeneratorSpec, params: Any, *, factor: int = 1) -> np.ndarray:
+def decode(codes: codec.Codes, spec: generators.GeneratorSpec, params: Any, *, factor: int = 1) -> np.ndarray:
     """Frames (N, H, W, C) in [0, 1], N = (T − 1)·factor + 1, from stored codes and G.
 
     Raises:
@@ -200,7 +201,7 @@ def load_frames(
 
 
 def load_video_for(
-    job: CompressJob, spec: models.GeneratorSpec, log: Callable[[str], None] | None = None
+    job: CompressJob, spec: generators.GeneratorSpec, log: Callable[[str], None] | None = None
 ) -> np.ndarray:
     """The job's frames at the generator's size and channels (checked against the flags)."""
     size = job.image_size if job.image_size is not None else spec.image_size
@@ -217,7 +218,7 @@ def load_video_for(
 
 
 def fit_codes(
-    spec: models.GeneratorSpec,
+    spec: generators.GeneratorSpec,
     params: Any,
     frames: np.ndarray,
     config: CompressConfig,
@@ -239,7 +240,7 @@ def fit_codes(
     z0 = jnp.asarray(z0, jnp.float32)
     if config.iterations == 0:
         return np.asarray(lowrank.project(z0, config.rank, config.rank_type)), {"iterations": 0, "seconds": 0.0}
-    recoverer = recover.Recoverer(models.build_generator(spec), rc, n)
+    recoverer = recover.Recoverer(generators.build_generator(spec), rc, n)
     callback = pipeline.progress_printer(rc.iterations, log, "fit ") if log else None
     z, x, _, timing = fit_frames(recoverer, z0, pixels.to_model(frames), params, frames, callback)
     stats = {
@@ -253,7 +254,7 @@ def fit_codes(
 
 
 def make_header(
-    config: CompressConfig, frames_shape, spec: models.GeneratorSpec, params, generator_path: str
+    config: CompressConfig, frames_shape, spec: generators.GeneratorSpec, params, generator_path: str
 ) -> codec.Header:
     """The file's header for ``config`` (its method resolved), the frames' shape and the generator."""
     if config.method not in METHODS:

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import lowrank, models, pixels
+from lrgen import lowrank, pixels
+from lrgen.nets import generators
 
 METHODS = ("linear", "slerp")
 # Frames generated per frame interval, at most (interpolation and decompression).
@@ -116,7 +117,7 @@ def interpolate_codes(
     return (c @ basis).astype(np.float32), c, basis
 
 
-def render(spec: models.GeneratorSpec, params: Any, z: np.ndarray, *, chunk: int = 256) -> np.ndarray:
+def render(spec: generators.GeneratorSpec, params: Any, z: np.ndarray, *, chunk: int = 256) -> np.ndarray:
     """G(z) in [0, 1] for codes (N, k), in chunks of ``chunk`` frames; float32 (N, H, W, C)."""
     fn = _renderer(spec)
     out = [np.asarray(fn(params, jnp.asarray(z[i : i + chunk], jnp.float32))) for i in range(0, len(z), chunk)]
@@ -126,9 +127,9 @@ def render(spec: models.GeneratorSpec, params: Any, z: np.ndarray, *, chunk: int
 _RENDERERS: dict = {}
 
 
-def _renderer(spec: models.GeneratorSpec):
+def _renderer(spec: generators.GeneratorSpec):
     """One jitted G per architecture, shared by every caller (each shape compiles once)."""
     if spec not in _RENDERERS:
-        model = models.build_generator(spec)
+        model = generators.build_generator(spec)
         _RENDERERS[spec] = jax.jit(lambda p, z: pixels.to_unit(model.apply({"params": p}, z)))
     return _RENDERERS[spec]

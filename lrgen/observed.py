@@ -4,7 +4,7 @@ Interpolation starts from codes z_j of the observed frames τ_0 < … < τ_{n−
 that reproduces them. They come from one of two places:
 
 * :func:`fit_observed`: with ``observe_every`` = s only frames 0, s, 2s, … are observed — the
-  frame-level measurement ``measure.MeasurementSpec(kind="frames", observe_every=s)`` — and
+  frame-level measurement ``operators.MeasurementSpec(kind="frames", observe_every=s)`` — and
   their codes (and, for joint updates, G's weights) are fitted here by :mod:`lrgen.recover`,
   optionally after choosing the settings on held-out observed frames
   (:func:`lrgen.selection.select_candidates`). The fit sees only the observed frames: the frame
@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, io, measure, metrics, models, pipeline, recover
+from lrgen import checkpoint, io, metrics, operators, pipeline, recover
+from lrgen.nets import generators
 from lrgen.selection import SELECT_ITERATIONS, Candidate, select_candidates
 
 
@@ -53,7 +54,7 @@ class Fit:
     frames: np.ndarray
     observed: np.ndarray
     z: np.ndarray
-    spec: models.GeneratorSpec
+    spec: generators.GeneratorSpec
     params: Any
     rank: int
     source: str
@@ -88,7 +89,7 @@ def fit_frames(
       ``params``), ``seconds``, ``compile_seconds``, ``seconds_per_iteration`` and the final
       ``measurement_loss``).
     """
-    problem = recover.Problem(jnp.asarray(y)[None], measure.Identity())
+    problem = recover.Problem(jnp.asarray(y)[None], operators.Identity())
     result = recoverer.run(jnp.asarray(z0)[None], problem, params, truth=jnp.asarray(truth)[None], callback=callback)
     if recoverer.config.trains_generator:
         params = jax.tree.map(lambda p: p[0], result.params)
@@ -103,7 +104,7 @@ def fit_frames(
 
 def make_job(job: pipeline.RecoverJob, observe_every: int) -> pipeline.RecoverJob:
     """``job`` with the frame-level hold-out operator as its measurement."""
-    return dataclasses.replace(job, measurement=measure.MeasurementSpec(kind="frames", observe_every=observe_every))
+    return dataclasses.replace(job, measurement=operators.MeasurementSpec(kind="frames", observe_every=observe_every))
 
 
 def fit_observed(
@@ -157,7 +158,7 @@ def fit_observed(
         job = dataclasses.replace(job, recover=chosen.config(job.recover))
         method = chosen.method
     n = len(idx)
-    recoverer = recover.Recoverer(models.build_generator(spec), job.recover, n)
+    recoverer = recover.Recoverer(generators.build_generator(spec), job.recover, n)
     what = f"{n} observed frames (every {observe_every}) of {job.video}"
     log(pipeline.describe(job, recoverer, (n, *frames.shape[1:]), what))
     progress = pipeline.progress_printer(job.recover.iterations, log)
@@ -191,7 +192,7 @@ def _check_fit(job, frames_shape, spec, n: int, observe_every: int, candidates) 
 def job_from_dict(d: dict) -> pipeline.RecoverJob:
     """Rebuild a :class:`lrgen.pipeline.RecoverJob` from ``RecoverJob.to_dict()`` (metrics.json)."""
     d = dict(d)
-    d["measurement"] = measure.MeasurementSpec(**d["measurement"])
+    d["measurement"] = operators.MeasurementSpec(**d["measurement"])
     d["recover"] = recover.RecoverConfig(**d["recover"])
     return pipeline.RecoverJob(**d)
 
@@ -239,7 +240,7 @@ def _read_recover_workdir(workdir: str, where: str):
         with open(mpath) as f:
             m = json.load(f)
         job = job_from_dict(m["job"])
-        spec = models.GeneratorSpec.from_dict(m["generator_spec"])
+        spec = generators.GeneratorSpec.from_dict(m["generator_spec"])
         z = np.asarray(reconstruction["z"], np.float32)
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise ValueError(f"{where}: unreadable metrics.json or reconstruction.npz ({io._one_line(e)})") from None
@@ -248,7 +249,7 @@ def _read_recover_workdir(workdir: str, where: str):
     return m, job, spec, z
 
 
-def _generator_of(workdir: str, where: str, job: pipeline.RecoverJob, spec: models.GeneratorSpec):
+def _generator_of(workdir: str, where: str, job: pipeline.RecoverJob, spec: generators.GeneratorSpec):
     """(spec, params, source) of the generator a recover run's codes belong to."""
     gdir = os.path.join(workdir, "generator")
     if job.recover.trains_generator and not os.path.isdir(gdir):

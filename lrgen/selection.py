@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import measure, metrics, models, pipeline, recover
+from lrgen import metrics, operators, pipeline, recover
 from lrgen.baselines import BASELINES
 from lrgen.latent_paths import METHODS, interpolate_codes, render
+from lrgen.nets import generators
 
 AUTO = "auto"  # --method/--update: chosen by held-out observed frames (select_candidates)
 # What --update=auto chooses from: codes alone (the generator's prior kept) or codes and weights.
@@ -161,7 +162,7 @@ def _pick(rows: list[dict]) -> int:
 
 def select_candidates(
     job: pipeline.RecoverJob,
-    spec: models.GeneratorSpec,
+    spec: generators.GeneratorSpec,
     params: Any,
     frames: np.ndarray,
     y: jax.Array,
@@ -241,8 +242,8 @@ def select_candidates(
 def _fit_folds(cfg: recover.RecoverConfig, spec, params, frames, y, z0, folds) -> recover.RecoverResult:
     """Fit every fold's frames with ``cfg``, the folds as one batch (leading axis B = folds)."""
     fitted = np.stack([f for f, _ in folds])
-    recoverer = recover.Recoverer(models.build_generator(spec), cfg, fitted.shape[1])
-    problem = recover.Problem(y[fitted], measure.Identity())
+    recoverer = recover.Recoverer(generators.build_generator(spec), cfg, fitted.shape[1])
+    problem = recover.Problem(y[fitted], operators.Identity())
     return recoverer.run(z0[fitted], problem, params, truth=jnp.asarray(frames[fitted]))
 
 

@@ -14,11 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import checkpoint, codec, compression, latent_paths, lowrank, models
+from lrgen import checkpoint, codec, compression, latent_paths, lowrank
+from lrgen.nets import generators, networks
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
-_init = jax.jit(lambda key: models.init_generator(SPEC, key))  # one compile, not one per op
+SPEC = generators.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
+_init = jax.jit(lambda key: generators.init_generator(SPEC, key))  # one compile, not one per op
 
 
 def _params(seed=42):
@@ -288,9 +289,8 @@ def test_compress_rejects_bad_inputs_before_writing(tmp_path, gen, change, messa
 def test_encoder_codes_start_the_fit(tmp_path, gen):
     """With --encoder and no iterations the stored codes are P_r(E(key frames)), quantised."""
     encoder = pytest.importorskip("lrgen.encoder", reason="the encoder (training work) is not in this lrgen")
-    dcgan = pytest.importorskip("lrgen.dcgan")
     enc, out = tmp_path / "enc", tmp_path / "v.lrgv"
-    espec = dcgan.EncoderSpec(z_dim=SPEC.z_dim, features=(8, 16), channels=1, image_size=32)
+    espec = networks.EncoderSpec(z_dim=SPEC.z_dim, features=(8, 16), channels=1, image_size=32)
     encoder.save_encoder(enc, espec, espec.init(jax.random.key(0)), generator_spec=SPEC)
     cfg = compression.CompressConfig(keyframe_every=3, iterations=0, bits=16)
     job = compression.CompressJob(

@@ -10,12 +10,13 @@ import jax
 import numpy as np
 import pytest
 
-from lrgen import baselines, checkpoint, interpolation, latent_paths, lowrank, measure, models, observed, pipeline, selection
+from lrgen import baselines, checkpoint, interpolation, latent_paths, lowrank, observed, operators, pipeline, selection
+from lrgen.nets import generators
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
-_init = jax.jit(lambda key: models.init_generator(SPEC, key))  # one compile, not one per op
+SPEC = generators.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
+_init = jax.jit(lambda key: generators.init_generator(SPEC, key))  # one compile, not one per op
 
 
 # --------------------------------------------------------------------------- the rules
@@ -66,8 +67,8 @@ def test_codes_interpolated_in_the_fitted_basis_stay_on_the_rank_r_set(method):
 def test_observed_frames_are_those_of_the_frame_operator():
     obs = observed.observed_frames(10, 4)
     np.testing.assert_array_equal(np.flatnonzero(obs), [0, 4, 8])
-    op = measure.make_operator(
-        measure.MeasurementSpec(kind="frames", observe_every=4), jax.random.key(0), 10, (5, 5, 1)
+    op = operators.make(
+        operators.MeasurementSpec(kind="frames", observe_every=4), jax.random.key(0), 10, (5, 5, 1)
     )
     np.testing.assert_array_equal(np.asarray(op.mask)[:, 0, 0, 0] > 0, obs)
 

@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from lrgen import checkpoint, encoder, measure, pipeline, train
+from lrgen import checkpoint, encoder, operators, pipeline, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
@@ -259,7 +259,7 @@ def test_encoder_start_from_measurements(trained):
     np.testing.assert_allclose(oracle.z0, encoder.encode(e_spec, e_vars, frames), atol=1e-6)
     assert not np.allclose(measured.z0, oracle.z0, atol=1e-3)
     gaussian = dataclasses.replace(
-        job, encoder_input="measurements", measurement=measure.MeasurementSpec("gaussian", num_measurements=64)
+        job, encoder_input="measurements", measurement=operators.MeasurementSpec("gaussian", num_measurements=64)
     )
     with pytest.raises(ValueError, match="--encoder_input=measurements: needs a measurement whose adjoint is an image"):
         pipeline.check_encoder(gaussian, (32, 32, 1), spec)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from lrgen import dcgan, models, recover
+from lrgen import recover
+from lrgen.nets import generators, networks
 
 METHODS = ("glo", "dcgan")
 GLO_LOSSES = ("l2", "lap_l1")
@@ -94,19 +95,23 @@ class GeneratorTrainConfig:
         b1 = self.beta1 if self.beta1 is not None else (0.9 if self.method == "glo" else 0.5)
         return lr, b1
 
-    def generator_spec(self) -> models.GeneratorSpec:
+    def generator_spec(self) -> generators.GeneratorSpec:
         channels = 1 if self.data.grayscale else 3
         if self.arch == "gmlr":
-            return models.GeneratorSpec.default(image_size=self.data.image_size, channels=channels, z_dim=self.z_dim)
+            return generators.GeneratorSpec.default(
+                image_size=self.data.image_size, channels=channels, z_dim=self.z_dim
+            )
         k = self.z_dim if self.z_dim is not None else 100
-        return models.GeneratorSpec(k, dcgan.widths(self.data.image_size, self.width, up=True), channels, "dcgan_bn")
+        return generators.GeneratorSpec(
+            k, generators.widths(self.data.image_size, self.width, up=True), channels, "dcgan_bn"
+        )
 
     def validate(self) -> None:
         """Raise ValueError naming the flag, the bad value and what is allowed."""
         if self.method not in METHODS:
             raise ValueError(f"--method={self.method}: allowed values are {', '.join(METHODS)}")
-        if self.arch not in models.ARCHS:
-            raise ValueError(f"--arch={self.arch}: allowed values are {', '.join(models.ARCHS)}")
+        if self.arch not in generators.ARCHS:
+            raise ValueError(f"--arch={self.arch}: allowed values are {', '.join(generators.ARCHS)}")
         if self.glo_loss not in GLO_LOSSES:
             raise ValueError(f"--glo_loss={self.glo_loss}: allowed values are {', '.join(GLO_LOSSES)}")
         _check_image_size(self.data.image_size, self.arch)
@@ -177,8 +182,8 @@ class EncoderTrainConfig:
             raise ValueError("--generator is required: a generator directory, training workdir or .npz")
         if not 0.0 <= self.pixel_weight <= 1.0:
             raise ValueError(f"--pixel_weight={self.pixel_weight}: must lie in [0, 1]")
-        if self.vgg_layer not in dcgan.VGG_LAYER_NAMES:
-            raise ValueError(f"--vgg_layer={self.vgg_layer}: allowed values are {', '.join(dcgan.VGG_LAYER_NAMES)}")
+        if self.vgg_layer not in networks.VGG_LAYER_NAMES:
+            raise ValueError(f"--vgg_layer={self.vgg_layer}: allowed values are {', '.join(networks.VGG_LAYER_NAMES)}")
         _check_image_size(self.data.image_size, "dcgan_bn")
         if self.width < 1:
             raise ValueError(f"--width={self.width}: must be ≥ 1")
@@ -192,4 +197,4 @@ class EncoderTrainConfig:
 def _check_image_size(image_size: int, arch: str) -> None:
     if arch == "gmlr" and image_size not in (32, 64, 128):
         raise ValueError(f"--image_size={image_size}: allowed values for --arch=gmlr are 32, 64, 128")
-    dcgan.num_layers(image_size)  # 4·2^n, n ≥ 2
+    generators.num_layers(image_size)  # 4·2^n, n ≥ 2

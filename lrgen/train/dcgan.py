@@ -22,8 +22,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from lrgen import checkpoint, data, models, sphere
+from lrgen import checkpoint, data, sphere
 from lrgen import dcgan as networks
+from lrgen.nets import generators
 from lrgen.pixels import to_unit
 from lrgen.train import workdir as records
 from lrgen.train.config import GeneratorTrainConfig
@@ -57,7 +58,7 @@ class DCGAN:
       workdir: where samples, the generator and the discriminator go.
     """
 
-    def __init__(self, cfg: GeneratorTrainConfig, spec: models.GeneratorSpec, batches, workdir: str):
+    def __init__(self, cfg: GeneratorTrainConfig, spec: generators.GeneratorSpec, batches, workdir: str):
         self.cfg, self.spec, self.workdir = cfg, spec, workdir
         self.g = TrainGenerator(spec)
         self.d_features = networks.widths(cfg.data.image_size, cfg.width, up=False)

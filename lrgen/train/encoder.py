@@ -23,9 +23,10 @@ import numpy as np
 import optax
 from flax import struct
 
-from lrgen import checkpoint, data, dcgan, io, models
+from lrgen import checkpoint, data, io
+from lrgen.nets import generators, networks
 from lrgen.pixels import to_unit
-from lrgen.train import losses, loop
+from lrgen.train import loop, losses
 from lrgen.train import workdir as records
 from lrgen.train.config import EncoderTrainConfig
 
@@ -60,7 +61,7 @@ class EncoderTraining:
     def __init__(self, cfg: EncoderTrainConfig, e_spec, g_spec, g_params, phi, images, holdout, batches, workdir):
         self.cfg, self.e_spec, self.g_spec, self.g_params, self.phi = cfg, e_spec, g_spec, g_params, phi
         self.workdir, self.steps_per_epoch = workdir, batches.steps_per_epoch
-        self.enc, self.gen = e_spec.build(), models.build_generator(g_spec)
+        self.enc, self.gen = e_spec.build(), generators.build_generator(g_spec)
         self.e_opt = optax.adam(cfg.learning_rate, 0.5)
         self.g_opt = optax.adam(cfg.generator_learning_rate, 0.5)
         self.drop_key = jax.random.fold_in(jax.random.key(cfg.loop.seed), 2)
@@ -154,7 +155,7 @@ class EncoderTraining:
             checkpoint.save_generator(os.path.join(self.workdir, "generator"), self.g_spec, state.g_params, **prov)
 
 
-def _load_decoder(cfg: EncoderTrainConfig, workdir: str) -> tuple[models.GeneratorSpec, dict]:
+def _load_decoder(cfg: EncoderTrainConfig, workdir: str) -> tuple[generators.GeneratorSpec, dict]:
     """The generator to invert, checked against the run's settings (ValueError naming the flag)."""
     inputs = {"--generator": cfg.generator, "--discriminator": cfg.discriminator, "--vgg_weights": cfg.vgg_weights}
     io.check_not_inputs("--workdir", workdir, inputs)
@@ -191,7 +192,7 @@ def train_encoder(
     phi, phi_name = losses.perceptual(cfg, channels)
     images, holdout = records.load_data(cfg.data, log)
     batches = data.Batches(images, cfg.loop.batch_size, cfg.loop.seed, cfg.data.augment)
-    e_spec = dcgan.EncoderSpec(g_spec.z_dim, dcgan.widths(size, cfg.width, up=False), channels, size)
+    e_spec = networks.EncoderSpec(g_spec.z_dim, generators.widths(size, cfg.width, up=False), channels, size)
     records.check_workdir(workdir, cfg)
     record = {"generator_spec": g_spec.to_dict(), "encoder_spec": e_spec.to_dict()}
     training = EncoderTraining(cfg, e_spec, g_spec, g_params, phi, images, holdout, batches, workdir)

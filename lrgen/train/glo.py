@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from lrgen import checkpoint, data, models, sphere
+from lrgen import checkpoint, data, sphere
+from lrgen.nets import generators
 from lrgen.pixels import to_unit
 from lrgen.train import losses
 from lrgen.train import workdir as records
@@ -72,8 +73,6 @@ def pca_codes(images: np.ndarray, k: int) -> np.ndarray:
     return (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32)
 
 
-
-
 class GLO:
     """GLO on ``images`` (N, S, S, C) uint8: a pure ``init``/``step`` and the run's records.
 
@@ -84,7 +83,7 @@ class GLO:
       workdir: where samples and the generator go.
     """
 
-    def __init__(self, cfg: GeneratorTrainConfig, spec: models.GeneratorSpec, images: np.ndarray, batches, workdir):
+    def __init__(self, cfg: GeneratorTrainConfig, spec: generators.GeneratorSpec, images: np.ndarray, batches, workdir):
         self.cfg, self.spec, self.images, self.workdir = cfg, spec, images, workdir
         self.g = TrainGenerator(spec)
         self.opt = optax.adam(*cfg.adam)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from lrgen import checkpoint, dcgan, metrics
+from lrgen import checkpoint, metrics
+from lrgen.nets import networks
 from lrgen.pixels import to_unit
 
 
@@ -81,8 +82,8 @@ def perceptual(cfg, channels: int) -> tuple[Callable | None, str]:
       ValueError: features are needed but there are none, or they take other images.
     """
     if cfg.vgg_weights:
-        weights = dcgan.load_vgg19(cfg.vgg_weights, cfg.vgg_layer)
-        return (lambda x: [dcgan.vgg_features(weights, to_unit(x))]), f"VGG-19 {cfg.vgg_layer}"
+        weights = networks.load_vgg19(cfg.vgg_weights, cfg.vgg_layer)
+        return (lambda x: [networks.vgg_features(weights, to_unit(x))]), f"VGG-19 {cfg.vgg_layer}"
     source = cfg.discriminator
     if not source and os.path.isdir(os.path.join(cfg.generator, "discriminator")):
         source = cfg.generator

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lrgen import dcgan, models
+from lrgen.nets import generators
 
 
 def he_scaled(params: dict) -> dict:
@@ -43,19 +43,19 @@ class TrainGenerator:
     unfolded); z (B, k) → images (B, S, S, C) in [−1, 1].
     """
 
-    def __init__(self, spec: models.GeneratorSpec):
+    def __init__(self, spec: generators.GeneratorSpec):
         self.spec = spec
         self.bn = spec.arch == "dcgan_bn"
         if self.bn:
-            self.model = dcgan.DCGANGenerator(tuple(spec.features), spec.channels, folded=False)
+            self.model = generators.DCGANGenerator(tuple(spec.features), spec.channels, folded=False)
         else:
-            self.model = models.build_generator(spec)
+            self.model = generators.build_generator(spec)
         self.render = jax.jit(self.apply_eval)  # (variables, z) → images, for samples and evaluation
 
     def init(self, key: jax.Array) -> dict:
         if self.bn:
             return dict(self.model.init(key, jnp.zeros((1, self.spec.z_dim)), train=False))
-        return {"params": he_scaled(models.init_generator(self.spec, key))}
+        return {"params": he_scaled(generators.init_generator(self.spec, key))}
 
     def apply_train(self, variables: dict, z: jax.Array) -> tuple[jax.Array, dict]:
         """(images, variables with updated batch statistics)."""
@@ -70,5 +70,5 @@ class TrainGenerator:
         return self.model.apply(variables, z, train=False)
 
     def export(self, variables: dict) -> Any:
-        """Parameters of ``models.build_generator(spec)``: batch norm folded for dcgan_bn."""
-        return dcgan.fold_generator(variables) if self.bn else variables["params"]
+        """Parameters of ``generators.build_generator(spec)``: batch norm folded for dcgan_bn."""
+        return generators.fold_generator(variables) if self.bn else variables["params"]
