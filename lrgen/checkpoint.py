@@ -187,3 +187,64 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
     target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
     params = load_tree(path, target, "--generator", subdir="params", what=f"the architecture {spec.to_dict()}")
     return spec, params
+
+
+# ---------------------------------------------------------------------------- batch-run checkpoints
+# (moved from lrgen.batch: the recovery state of one batch of a manifest job, so that a killed job
+# resumes an unfinished batch where its last checkpoint left it.)
+class BatchCheckpoint:
+    """Orbax checkpoints of one batch's recovery state and history (latest kept).
+
+    ``directory/<step>/`` holds the state (StandardSave) and ``directory/history_<step>.npz``
+    the host history up to that step, written first, so any step orbax reports as saved has
+    its history. Saves are synchronous: the state's buffers are donated to the next step right
+    after a save.
+    """
+
+    def __init__(self, directory: str):
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1,
+                create=False,  # made above: orbax refuses create=True with active_processes
+                enable_async_checkpointing=False,
+                multiprocessing_options=process_local(),
+            ),
+        )
+
+    def restore(self, like_state: Any) -> tuple[Any, dict] | None:
+        """(state, history) of the latest checkpoint, or None; ``like_state`` gives shapes and shardings."""
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        target = jax.tree.map(_abstract, like_state)
+        state = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+        with np.load(self._history(step)) as f:
+            return state, {k: f[k] for k in f.files}
+
+    def _history(self, step: int) -> str:
+        return os.path.join(self.directory, f"history_{step}.npz")
+
+    def save(self, state: Any, hist: dict) -> None:
+        step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+        with io.atomic_write(self._history(step)) as tmp:
+            np.savez(tmp, **hist)
+        self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)))
+        for old in os.listdir(self.directory):
+            if old.startswith("history_") and old != os.path.basename(self._history(step)):
+                os.remove(os.path.join(self.directory, old))
+
+    def close(self, delete: bool) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+        if delete:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _abstract(a: Any) -> jax.ShapeDtypeStruct:
+    if isinstance(a, jax.Array):
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
+    a = np.asarray(a)
+    return jax.ShapeDtypeStruct(a.shape, a.dtype)

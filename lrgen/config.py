@@ -83,60 +83,8 @@ class RecoverConfig:
     screen: int = 0
 
     def validate(self, num_frames: int, z_dim: int) -> None:
-        """Raise ValueError naming the flag, the bad value and what is allowed."""
-        if self.update not in UPDATES:
-            raise ValueError(f"--update={self.update}: allowed values are {', '.join(UPDATES)}")
-        if self.iterations < 1:
-            raise ValueError(f"--iterations={self.iterations}: must be ≥ 1")
-        if self.rank_type not in lowrank.RANK_TYPES:
-            raise ValueError(f"--rank_type={self.rank_type}: allowed values are {', '.join(lowrank.RANK_TYPES)}")
-        limit = min(num_frames, z_dim)
-        if not 0 <= self.rank <= limit:
-            raise ValueError(
-                f"--rank={self.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})"
-            )
-        if not 0.0 <= self.similarity_weight <= 1.0:
-            raise ValueError(f"--similarity_weight={self.similarity_weight}: must lie in [0, 1]")
-        for name in ("z_step", "generator_lr"):
-            v = getattr(self, name)
-            if v is not None and not (math.isfinite(v) and v > 0):
-                raise ValueError(f"--{name}={v}: must be a positive number")
-        if not (0.0 < self.generator_lr_decay <= 1.0):
-            raise ValueError(f"--generator_lr_decay={self.generator_lr_decay}: must lie in (0, 1]")
-        if self.generator_lr_decay_every < 0:
-            raise ValueError(f"--generator_lr_decay_every={self.generator_lr_decay_every}: must be ≥ 0")
-        if self.log_every < 1:
-            raise ValueError(f"--log_every={self.log_every}: must be ≥ 1")
-        if self.loop not in LOOPS:
-            raise ValueError(f"--loop={self.loop}: allowed values are {', '.join(LOOPS)}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"--preset={self.preset}: allowed values are {', '.join(PRESETS)}")
-        if self.z_optimizer not in Z_OPTIMIZERS:
-            raise ValueError(f"--z_optimizer={self.z_optimizer}: allowed values are {', '.join(Z_OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"--schedule={self.schedule}: allowed values are {', '.join(SCHEDULES)}")
-        if not (math.isfinite(self.z_step_per_frame) and self.z_step_per_frame > 0):
-            raise ValueError(f"--z_step_per_frame={self.z_step_per_frame}: must be a positive number")
-        if not 0.0 <= self.best_margin < 1.0:
-            raise ValueError(f"--best_margin={self.best_margin}: must lie in [0, 1)")
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"--holdout_fraction={self.holdout_fraction}: must lie in [0, 1)")
-        if self.patience < 0:
-            raise ValueError(f"--patience={self.patience}: must be ≥ 0 (0 = never stop early)")
-        for r in self.candidate_ranks:
-            if not 0 <= r <= limit:
-                raise ValueError(
-                    f"--candidate_ranks={','.join(map(str, self.candidate_ranks))}: each must lie in "
-                    f"[0, min(T, k)] = [0, {limit}]"
-                )
-        if self.screen < 0:
-            raise ValueError(f"--screen={self.screen}: must be ≥ 0 (0 = no screening)")
-        if self.restarts < 1:
-            raise ValueError(f"--restarts={self.restarts}: must be ≥ 1")
-        if self.candidates > 1 and self.update == "generator":
-            raise ValueError(
-                "--candidate_ranks/--restarts: candidates differ in their codes; needs --update=latent or joint"
-            )
+        """Raise ValueError naming the flag, the bad value and what is allowed (:func:`validate`)."""
+        validate(self, num_frames, z_dim)
 
     def step_sizes(self, num_frames: int) -> tuple[float, float]:
         """(α, η) with the original's defaults 200·T/256 (``z_step_per_frame``·T) and 0.001·T/256."""
@@ -161,6 +109,63 @@ class RecoverConfig:
     @property
     def trains_generator(self) -> bool:
         return self.update in ("generator", "joint")
+
+
+def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
+    """Raise ValueError naming the flag, the bad value and what is allowed, for T = ``num_frames``, k = ``z_dim``."""
+    if config.update not in UPDATES:
+        raise ValueError(f"--update={config.update}: allowed values are {', '.join(UPDATES)}")
+    if config.iterations < 1:
+        raise ValueError(f"--iterations={config.iterations}: must be ≥ 1")
+    if config.rank_type not in lowrank.RANK_TYPES:
+        raise ValueError(f"--rank_type={config.rank_type}: allowed values are {', '.join(lowrank.RANK_TYPES)}")
+    limit = min(num_frames, z_dim)
+    if not 0 <= config.rank <= limit:
+        raise ValueError(
+            f"--rank={config.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})"
+        )
+    if not 0.0 <= config.similarity_weight <= 1.0:
+        raise ValueError(f"--similarity_weight={config.similarity_weight}: must lie in [0, 1]")
+    for name in ("z_step", "generator_lr"):
+        v = getattr(config, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{name}={v}: must be a positive number")
+    if not (0.0 < config.generator_lr_decay <= 1.0):
+        raise ValueError(f"--generator_lr_decay={config.generator_lr_decay}: must lie in (0, 1]")
+    if config.generator_lr_decay_every < 0:
+        raise ValueError(f"--generator_lr_decay_every={config.generator_lr_decay_every}: must be ≥ 0")
+    if config.log_every < 1:
+        raise ValueError(f"--log_every={config.log_every}: must be ≥ 1")
+    if config.loop not in LOOPS:
+        raise ValueError(f"--loop={config.loop}: allowed values are {', '.join(LOOPS)}")
+    if config.preset not in PRESETS:
+        raise ValueError(f"--preset={config.preset}: allowed values are {', '.join(PRESETS)}")
+    if config.z_optimizer not in Z_OPTIMIZERS:
+        raise ValueError(f"--z_optimizer={config.z_optimizer}: allowed values are {', '.join(Z_OPTIMIZERS)}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule={config.schedule}: allowed values are {', '.join(SCHEDULES)}")
+    if not (math.isfinite(config.z_step_per_frame) and config.z_step_per_frame > 0):
+        raise ValueError(f"--z_step_per_frame={config.z_step_per_frame}: must be a positive number")
+    if not 0.0 <= config.best_margin < 1.0:
+        raise ValueError(f"--best_margin={config.best_margin}: must lie in [0, 1)")
+    if not 0.0 <= config.holdout_fraction < 1.0:
+        raise ValueError(f"--holdout_fraction={config.holdout_fraction}: must lie in [0, 1)")
+    if config.patience < 0:
+        raise ValueError(f"--patience={config.patience}: must be ≥ 0 (0 = never stop early)")
+    for r in config.candidate_ranks:
+        if not 0 <= r <= limit:
+            raise ValueError(
+                f"--candidate_ranks={','.join(map(str, config.candidate_ranks))}: each must lie in "
+                f"[0, min(T, k)] = [0, {limit}]"
+            )
+    if config.screen < 0:
+        raise ValueError(f"--screen={config.screen}: must be ≥ 0 (0 = no screening)")
+    if config.restarts < 1:
+        raise ValueError(f"--restarts={config.restarts}: must be ≥ 1")
+    if config.candidates > 1 and config.update == "generator":
+        raise ValueError(
+            "--candidate_ranks/--restarts: candidates differ in their codes; needs --update=latent or joint"
+        )
 
 
 # jax.random.key takes a 32-bit seed: a negative or larger one silently wraps onto another seed.

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from lrgen import lowrank, measure
+from lrgen import lowrank, measure, pixels
 from lrgen.config import (  # noqa: F401  (re-exported: the engine's settings)
     LOOPS,
     MAX_SEED,
@@ -155,6 +155,58 @@ def _select(pred: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
 
 
+def project(config: RecoverConfig, z: jax.Array, problem: Problem) -> jax.Array:
+    """P_r(Z): the config's static rank, or the sequence's own (a candidate batch)."""
+    if problem.rank is None:
+        return lowrank.project(z, config.rank, config.rank_type)
+    return lowrank.project_traced(z, problem.rank, config.rank_type)
+
+
+def _better(config: RecoverConfig, data: jax.Array, held: jax.Array | None, state: RecoverState) -> jax.Array:
+    """Whether an iterate replaces the best one: lower held-out error when there is a held-out
+    set, else measurement loss below (1 − ``best_margin``) × the best."""
+    if held is not None:
+        return held < state.best_holdout
+    if config.best_margin > 0:
+        return data < (1.0 - config.best_margin) * state.best_loss
+    return data < state.best_loss
+
+
+def best_iterate(config: RecoverConfig, state: RecoverState, better, data, held, z, params, running: bool) -> dict:
+    """The best-iterate fields after comparing the iterate (z, params) with scores (data, held).
+
+    During the run the original's rule (no held-out set, no margin) keeps the running minimum
+    of D, min(D, best), which carries a NaN forward; otherwise the winner's own scores.
+    """
+    if running and held is None and config.best_margin == 0:
+        best_loss = jnp.minimum(data, state.best_loss)
+    else:
+        best_loss = jnp.where(better, data, state.best_loss)
+    return dict(
+        best_loss=best_loss,
+        best_z=jnp.where(better, z, state.best_z),
+        best_params=_select(better, params, state.best_params) if config.trains_generator else None,
+        best_holdout=jnp.where(better, held, state.best_holdout) if held is not None else state.best_holdout,
+        best_step=jnp.where(better, state.step, state.best_step),
+    )
+
+
+def optimizers(config: RecoverConfig, alpha: float, lr: float) -> tuple[optax.GradientTransformation, Any]:
+    """(Adam of θ with its schedule η_i, Adam of Z with α_i for ``z_optimizer=adam`` else None).
+
+    ``staircase``: η_i = η · decay^⌊i / every⌋ (constant without ``generator_lr_decay_every``);
+    ``cosine``: η_i = η · ½(1 + cos(π i / N)), N = ``iterations``, and the same on α for Adam on Z.
+    """
+    if config.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, config.iterations)
+    elif config.generator_lr_decay_every > 0:
+        schedule = optax.exponential_decay(lr, config.generator_lr_decay_every, config.generator_lr_decay, staircase=True)
+    else:
+        schedule = lr
+    z_schedule = optax.cosine_decay_schedule(alpha, config.iterations) if config.schedule == "cosine" else alpha
+    return optax.adam(schedule), (optax.adam(z_schedule) if config.z_optimizer == "adam" else None)
+
+
 class Engine:
     """The pure functions of recovery for one generator architecture and one configuration.
 
@@ -169,19 +221,7 @@ class Engine:
     def __init__(self, model: nn.Module, config: RecoverConfig, num_frames: int):
         self.model, self.config, self.num_frames = model, config, num_frames
         self.alpha, self.lr = config.step_sizes(num_frames)
-        if config.schedule == "cosine":
-            schedule = optax.cosine_decay_schedule(self.lr, config.iterations)
-        elif config.generator_lr_decay_every > 0:
-            schedule = optax.exponential_decay(
-                self.lr, config.generator_lr_decay_every, config.generator_lr_decay, staircase=True
-            )
-        else:
-            schedule = self.lr
-        self.optimizer = optax.adam(schedule)
-        z_schedule = self.alpha
-        if config.schedule == "cosine":
-            z_schedule = optax.cosine_decay_schedule(self.alpha, config.iterations)
-        self.z_optimizer = optax.adam(z_schedule) if config.z_optimizer == "adam" else None
+        self.optimizer, self.z_optimizer = optimizers(config, self.alpha, self.lr)
 
     def loss(self, z: jax.Array, params: Any, problem: Problem) -> tuple[jax.Array, tuple]:
         """(L(Z, θ), (D, E)) of one sequence from one forward pass.
@@ -234,7 +274,7 @@ class Engine:
 
         unknowns = (z if cfg.trains_codes else None, state.params)  # state.params is None when frozen
         (loss, (data, held)), (g_z, g_theta) = jax.value_and_grad(L, has_aux=True)(unknowns)
-        better = self.better(data, held, state)  # the iterate (Z, θ) this step starts from
+        better = _better(cfg, data, held, state)  # the iterate (Z, θ) this step starts from
         new_z, z_opt = z, state.z_opt_state
         if g_z is not None:  # Z ← P_r(Z − α g_Z), or Z ← P_r(Z + Adam(g_Z))
             if self.z_optimizer is None:
@@ -242,57 +282,24 @@ class Engine:
             else:
                 dz, z_opt = self.z_optimizer.update(g_z, z_opt, z)
                 new_z = z + dz
-            new_z = self.project(new_z, problem)
+            new_z = project(cfg, new_z, problem)
         new_theta, opt_state = state.params, state.opt_state
         if g_theta is not None:  # θ ← Adam(θ, g_θ)
             dtheta, opt_state = self.optimizer.update(g_theta, opt_state, theta)
             new_theta = optax.apply_updates(theta, dtheta)
-        best = self._best(state, better, data, held, z, theta, running=True)
+        best = best_iterate(cfg, state, better, data, held, z, theta, running=True)
         new = state.replace(step=state.step + 1, z=new_z, params=new_theta, opt_state=opt_state, z_opt_state=z_opt)
         out = {"loss": loss, "measurement_loss": data}
         if held is not None:
             out["holdout_error"] = held
         return new.replace(**best), out
 
-    def project(self, z: jax.Array, problem: Problem) -> jax.Array:
-        """P_r(Z): the config's static rank, or the sequence's own (a candidate batch)."""
-        if problem.rank is None:
-            return lowrank.project(z, self.config.rank, self.config.rank_type)
-        return lowrank.project_traced(z, problem.rank, self.config.rank_type)
-
-    def better(self, data: jax.Array, held: jax.Array | None, state: RecoverState) -> jax.Array:
-        """Whether an iterate replaces the best one: lower held-out error when there is a
-        held-out set, else measurement loss below (1 − ``best_margin``) × the best."""
-        if held is not None:
-            return held < state.best_holdout
-        if self.config.best_margin > 0:
-            return data < (1.0 - self.config.best_margin) * state.best_loss
-        return data < state.best_loss
-
-    def _best(self, state, better, data, held, z, params, running: bool) -> dict:
-        """The best-iterate fields after comparing the iterate (z, params) with scores (data, held).
-
-        During the run the original's rule (no held-out set, no margin) keeps the running minimum
-        of D, min(D, best), which carries a NaN forward; otherwise the winner's own scores.
-        """
-        if running and held is None and self.config.best_margin == 0:
-            best_loss = jnp.minimum(data, state.best_loss)
-        else:
-            best_loss = jnp.where(better, data, state.best_loss)
-        return dict(
-            best_loss=best_loss,
-            best_z=jnp.where(better, z, state.best_z),
-            best_params=_select(better, params, state.best_params) if self.config.trains_generator else None,
-            best_holdout=jnp.where(better, held, state.best_holdout) if held is not None else state.best_holdout,
-            best_step=jnp.where(better, state.step, state.best_step),
-        )
-
     def finalize(self, state: RecoverState, problem: Problem, shared_params: Any) -> RecoverState:
         """Compare the final iterate with the best one; return the state holding the winner."""
         params = state.params if self.config.trains_generator else shared_params
         _, (data, held) = self.loss(state.z, params, problem)
-        better = self.better(data, held, state)
-        return state.replace(**self._best(state, better, data, held, state.z, state.params, running=False))
+        won = _better(self.config, data, held, state)
+        return state.replace(**best_iterate(self.config, state, won, data, held, state.z, state.params, running=False))
 
     def init_state(self, z0: jax.Array, params: Any | None) -> RecoverState:
         """State of one sequence; ``params`` is its own generator copy when trained, else None."""
@@ -312,34 +319,9 @@ class Engine:
             z_opt_state=z_opt,
         )
 
-    def initial_state(self, z0: jax.Array, params: Any, own_params: Any = None) -> tuple[RecoverState, Any]:
-        """(batched state, shared generator weights or None) for codes z0 (B, T, k).
-
-        ``own_params``: optional starting weights per sequence (leading axis B) for a trained
-        generator (candidates from different random weights); by default each starts from ``params``.
-        """
-        B = z0.shape[0]
-        if self.config.trains_generator:
-            own = own_params
-            if own is None:
-                own = jax.tree.map(lambda p: jnp.broadcast_to(p, (B, *p.shape)), params)
-            state, shared = jax.vmap(self.init_state)(z0, own), None
-        else:
-            state, shared = jax.vmap(lambda z: self.init_state(z, None))(z0), params
-        # The state is donated to each step: give every leaf its own buffer (z and best_z start
-        # equal, and the caller keeps its z0).
-        return jax.tree.map(lambda a: jnp.array(a, copy=True), state), shared
-
     def render(self, z: jax.Array, params: Any) -> jax.Array:
         """G(z) mapped to [0, 1]."""
-        return self.model.apply({"params": params}, z) * 0.5 + 0.5
-
-    def render_batch(self, z: jax.Array, own_params: Any, shared_params: Any) -> jax.Array:
-        """G(z) in [0, 1] for a batch: each sequence's own weights when trained, else shared."""
-        if self.config.trains_generator:
-            return jax.vmap(self.render)(z, own_params)
-        return jax.vmap(self.render, in_axes=(0, None))(z, shared_params)
-
+        return pixels.to_unit(self.model.apply({"params": params}, z))
 
 # ---------------------------------------------------------------------------- batching strategies
 # Each lifts fn(state, problem, shared) of ONE sequence to the same over a leading batch axis B of
