@@ -9,7 +9,7 @@ compiled as lrgen compiles them; interleaved, min over rounds. ``lrgen.models`` 
 formulation per layer from these numbers.
 
 Default:
-XLA:CPU gives convolutions to YNNPACK by default; ``lrgen.recover.compile_fast`` keeps them on
+XLA:CPU gives convolutions to YNNPACK by default; ``lrgen.engine.compile_fast`` keeps them on
 XLA's Eigen kernels. This runs both executables on the same state, interleaved, and prints the
 milliseconds per step (min and median over rounds) and the ratio.
 
@@ -28,11 +28,11 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import measure, models, recover
+from lrgen import engine, measure, models, solver
 
 flags.DEFINE_integer("rounds", 10, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 10, "Steps per round.")
-flags.DEFINE_enum("update", "joint", list(recover.UPDATES), "Update mode.")
+flags.DEFINE_enum("update", "joint", list(engine.UPDATES), "Update mode.")
 flags.DEFINE_bool("layers", False, "Time the formulations of every layer instead of the whole step.")
 flags.DEFINE_integer("frames", 32, "N, frames per layer call (--layers).")
 flags.DEFINE_integer("channels", 1, "1 (gray generator) or 3 (RGB) (--layers).")
@@ -58,7 +58,7 @@ def layer_table():
         fns = {f"fwd {how}": (lambda a, b, how=how: models._conv_transpose_fwd(a, b, how), x, w) for how in models._FORWARDS}
         fns |= {f"dx {how}": (lambda a, b, how=how: models._conv_transpose_grad_x(a, b, how), dy, w) for how in models._GRADS_X}
         fns |= {f"dW {how}": (lambda a, b, how=how: models._conv_transpose_grad_w(a, b, how), x, dy) for how in models._GRADS_W}
-        compiled = {k: (recover.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
+        compiled = {k: (engine.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
         times: dict[str, list[float]] = {k: [] for k in compiled}
         for _ in range(FLAGS.rounds):
             for k, (f, a) in compiled.items():
@@ -84,13 +84,13 @@ def main(argv):
     params = models.init_generator(spec, jax.random.key(0))
     op = measure.make_operator(measure.MeasurementSpec("missing", missing_ratio=0.8), jax.random.key(1), T, (64, 64, 1))
     x = jax.random.uniform(jax.random.key(2), (T, 64, 64, 1)) * 2 - 1
-    problem = jax.tree.map(lambda a: a[None], recover.Problem(op.A(x), op))
-    rec = recover.Recoverer(models.build_generator(spec), recover.RecoverConfig(update=FLAGS.update), T)
-    z0 = recover.init_codes(jax.random.key(3), T, spec.z_dim, "fixed_z")[None]
+    problem = jax.tree.map(lambda a: a[None], engine.Problem(op.A(x), op))
+    rec = solver.Recoverer(models.build_generator(spec), engine.RecoverConfig(update=FLAGS.update), T)
+    z0 = engine.init_codes(jax.random.key(3), T, spec.z_dim, "fixed_z")[None]
 
     state, shared = rec.initial_state(z0, params)
-    lowered = jax.jit(rec._batched(rec.step), donate_argnums=0).lower(state, problem, shared)
-    contenders = {"XLA default": lowered.compile(), "lrgen (compile_fast)": recover.compile_fast(lowered)}
+    lowered = jax.jit(engine.single(rec.step), donate_argnums=0).lower(state, problem, shared)
+    contenders = {"XLA default": lowered.compile(), "lrgen (compile_fast)": engine.compile_fast(lowered)}
     states = {name: rec.initial_state(z0, params)[0] for name in contenders}
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for name, fn in contenders.items():  # warm up

@@ -288,11 +288,11 @@ class Engine:
             dtheta, opt_state = self.optimizer.update(g_theta, opt_state, theta)
             new_theta = optax.apply_updates(theta, dtheta)
         best = best_iterate(cfg, state, better, data, held, z, theta, running=True)
-        new = state.replace(step=state.step + 1, z=new_z, params=new_theta, opt_state=opt_state, z_opt_state=z_opt)
+        state = state.replace(step=state.step + 1, z=new_z, params=new_theta, opt_state=opt_state, z_opt_state=z_opt)
         out = {"loss": loss, "measurement_loss": data}
         if held is not None:
             out["holdout_error"] = held
-        return new.replace(**best), out
+        return state.replace(**best), out
 
     def finalize(self, state: RecoverState, problem: Problem, shared_params: Any) -> RecoverState:
         """Compare the final iterate with the best one; return the state holding the winner."""

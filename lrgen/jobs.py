@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import config, encoder, engine, io, measure, models, outputs, pixels
+from lrgen import checkpoint, config, encoder, engine, io, measure, models, outputs, pixels
 
 BUILTIN = "builtin:rotating_digit"
 # Frames used when no count is asked for: the first 32, or all of a shorter video.
