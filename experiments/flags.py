@@ -10,6 +10,7 @@ library. Every flagfile reads the same in every binary.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from absl import flags
@@ -29,10 +30,16 @@ def define_video(module: str, *, video: str = jobs.BUILTIN) -> None:
     """--video --image_size --num_frames --grayscale."""
     module = _owner(module)
     flags.DEFINE_string(
-        "video", video, "Frame folder, video file (mp4/avi/gif), .npy/.npz array, or builtin:<name>.", module_name=module
+        "video",
+        video,
+        "Frame folder, video file (mp4/avi/gif), .npy/.npz array, or builtin:<name>.",
+        module_name=module,
     )
     flags.DEFINE_integer(
-        "image_size", 64, "Frames are center-cropped and resized to this square size (32, 64 or 128).", module_name=module
+        "image_size",
+        64,
+        "Frames are center-cropped and resized to this square size (32, 64 or 128).",
+        module_name=module,
     )
     flags.DEFINE_integer(
         "num_frames",
@@ -48,9 +55,17 @@ def define_measurement(module: str) -> None:
     module = _owner(module)
     m = module
     flags.DEFINE_enum("measurement", "missing", list(measure.KINDS), "Measurement operator.", module_name=m)
-    flags.DEFINE_float("missing_ratio", 0.8, "Fraction of missing pixels per frame, in [0, 1) (missing).", module_name=m)
+    flags.DEFINE_float(
+        "missing_ratio",
+        0.8,
+        "Fraction of missing pixels per frame, in [0, 1) (missing).",
+        module_name=m,
+    )
     flags.DEFINE_string(
-        "mask_file", "", "Observed-pixel masks (.npy/.npz, 1 = observed) instead of random ones (missing).", module_name=m
+        "mask_file",
+        "",
+        "Observed-pixel masks (.npy/.npz, 1 = observed) instead of random ones (missing).",
+        module_name=m,
     )
     flags.DEFINE_integer(
         "num_measurements", 512, "m: rows of A_t (gaussian, m ≤ H·W·C) or of M_t (separable, m ≤ H).", module_name=m
@@ -79,14 +94,20 @@ def define_model(module: str, *, z_inits: tuple[str, ...] = jobs.JOB_Z_INITS, se
     flags.DEFINE_enum("z_init", "fixed_z", list(z_inits), "Initial codes.", module_name=module)
     flags.DEFINE_integer("z_seed", 100, "Seed of fixed_z / fixed_seed codes.", module_name=module)
     flags.DEFINE_integer(
-        "seed", 0, seed_help or "Seed of operators, noise, random codes and random generator weights.", module_name=module
+        "seed",
+        0,
+        seed_help or "Seed of operators, noise, random codes and random generator weights.",
+        module_name=module,
     )
 
 
 def define_z_dim(module: str) -> None:
     module = _owner(module)
     flags.DEFINE_integer(
-        "z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).", module_name=module
+        "z_dim",
+        None,
+        "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).",
+        module_name=module,
     )
 
 
@@ -94,7 +115,10 @@ def define_encoder(module: str) -> None:
     """--encoder --encoder_input (recover's --z_init=encoder)."""
     module = _owner(module)
     flags.DEFINE_string(
-        "encoder", "", "Encoder directory or encoder training workdir (--z_init=encoder: z0 = E(frames)).", module_name=module
+        "encoder",
+        "",
+        "Encoder directory or encoder training workdir (--z_init=encoder: z0 = E(frames)).",
+        module_name=module,
     )
     flags.DEFINE_enum(
         "encoder_input",
@@ -109,7 +133,12 @@ def define_fit(module: str) -> None:
     """The loop flags every latent fit has: rank, smoothness, iterations, α, logging, loop."""
     module = _owner(module)
     m = module
-    flags.DEFINE_integer("rank", 2, "Rank r of the code matrix Z (0 = unconstrained), at most min(T, k).", module_name=m)
+    flags.DEFINE_integer(
+        "rank",
+        2,
+        "Rank r of the code matrix Z (0 = unconstrained), at most min(T, k).",
+        module_name=m,
+    )
     flags.DEFINE_enum(
         "rank_type", "pca", list(lowrank.RANK_TYPES), "svd: top-r SVD; pca: mean + top r−1 components.", module_name=m
     )
@@ -133,7 +162,12 @@ def define_generator_update(module: str, *, update: str = "joint", updates: tupl
     module = _owner(module)
     m = module
     flags.DEFINE_enum("update", update, list(updates), "What is optimised.", module_name=m)
-    flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·T/256).", module_name=m)
+    flags.DEFINE_float(
+        "generator_lr",
+        None,
+        "Adam learning rate of the generator (default 0.001·T/256).",
+        module_name=m,
+    )
     flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...", module_name=m)
     flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterations (0 = never).", module_name=m)
 
@@ -151,12 +185,18 @@ def define_method(module: str) -> None:
         module_name=m,
     )
     flags.DEFINE_enum(
-        "z_optimizer", "gd", list(config.Z_OPTIMIZERS), "gd: Z ← P(Z − α∇); adam: Z ← P(Z + Adam step, lr α).",
+        "z_optimizer",
+        "gd",
+        list(config.Z_OPTIMIZERS),
+        "gd: Z ← P(Z − α∇); adam: Z ← P(Z + Adam step, lr α).",
         module_name=m,
     )
     flags.DEFINE_float("z_step_per_frame", 200.0 / 256.0, "Default α = this × T.", module_name=m)
     flags.DEFINE_enum(
-        "schedule", "staircase", list(config.SCHEDULES), "Learning-rate schedule (cosine: G and Adam on Z).",
+        "schedule",
+        "staircase",
+        list(config.SCHEDULES),
+        "Learning-rate schedule (cosine: G and Adam on Z).",
         module_name=m,
     )
     flags.DEFINE_float(
@@ -166,7 +206,10 @@ def define_method(module: str) -> None:
         "holdout_fraction", 0.0, "Fraction of measured entries held out to choose the iterate (0 = off).", module_name=m
     )
     flags.DEFINE_integer(
-        "patience", 0, "Stop once the held-out error has not improved for this many iterations (0 = off).", module_name=m
+        "patience",
+        0,
+        "Stop once the held-out error has not improved for this many iterations (0 = off).",
+        module_name=m,
     )
     flags.DEFINE_list(
         "candidate_ranks", [], "Ranks tried side by side in one batch, chosen by held-out error.", module_name=m
@@ -225,8 +268,6 @@ def recover_config() -> config.RecoverConfig:
     only flags given explicitly override them; without one, every field's flag value is taken
     (fields without a flag stay faithful).
     """
-    import dataclasses
-
     fields = [f.name for f in dataclasses.fields(config.RecoverConfig) if f.name != "preset" and f.name in FLAGS]
     if "preset" not in FLAGS:
         return config.RecoverConfig(**{name: _field_value(name) for name in fields})

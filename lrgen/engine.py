@@ -155,6 +155,26 @@ def _select(pred: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
 
 
+def data_term(r2: jax.Array, problem: Problem) -> tuple[jax.Array, jax.Array | None]:
+    """(D, E) from the squared residuals r² = (A(G(Z)) − y)² of one sequence.
+
+    Without a held-out set D = mean_i r_i² and E = None. With a held-out mask h (1 on held-out
+    entries, :func:`holdout_mask`) and the measured entries m, D fits the others only, rescaled
+    to estimate the full one, and E is the mean squared residual on the held-out entries:
+
+        D = mean_i ((1 − h_i) r_i²) · Σ m / Σ (m − h),       E = Σ h_i r_i² / Σ h_i,
+
+    so step sizes tuned for the full loss still apply.
+    """
+    if problem.holdout is None:
+        return jnp.mean(r2), None
+    h = problem.holdout
+    n_measured = jnp.sum(jnp.broadcast_to(problem.operator.measured(problem.y), r2.shape))
+    n_held = jnp.sum(h)
+    data = jnp.mean((1.0 - h) * r2) * n_measured / jnp.maximum(n_measured - n_held, 1.0)
+    return data, jnp.sum(h * r2) / jnp.maximum(n_held, 1.0)
+
+
 def project(config: RecoverConfig, z: jax.Array, problem: Problem) -> jax.Array:
     """P_r(Z): the config's static rank, or the sequence's own (a candidate batch)."""
     if problem.rank is None:
@@ -162,7 +182,7 @@ def project(config: RecoverConfig, z: jax.Array, problem: Problem) -> jax.Array:
     return lowrank.project_traced(z, problem.rank, config.rank_type)
 
 
-def _better(config: RecoverConfig, data: jax.Array, held: jax.Array | None, state: RecoverState) -> jax.Array:
+def improves(config: RecoverConfig, data: jax.Array, held: jax.Array | None, state: RecoverState) -> jax.Array:
     """Whether an iterate replaces the best one: lower held-out error when there is a held-out
     set, else measurement loss below (1 − ``best_margin``) × the best."""
     if held is not None:
@@ -172,12 +192,14 @@ def _better(config: RecoverConfig, data: jax.Array, held: jax.Array | None, stat
     return data < state.best_loss
 
 
-def best_iterate(config: RecoverConfig, state: RecoverState, better, data, held, z, params, running: bool) -> dict:
-    """The best-iterate fields after comparing the iterate (z, params) with scores (data, held).
+def best_iterate(config: RecoverConfig, state: RecoverState, data, held, z, params, running: bool) -> dict:
+    """The best-iterate fields after comparing the iterate (z, params) with scores (data, held)
+    (:func:`improves`).
 
     During the run the original's rule (no held-out set, no margin) keeps the running minimum
     of D, min(D, best), which carries a NaN forward; otherwise the winner's own scores.
     """
+    better = improves(config, data, held, state)
     if running and held is None and config.best_margin == 0:
         best_loss = jnp.minimum(data, state.best_loss)
     else:
@@ -200,7 +222,8 @@ def optimizers(config: RecoverConfig, alpha: float, lr: float) -> tuple[optax.Gr
     if config.schedule == "cosine":
         schedule = optax.cosine_decay_schedule(lr, config.iterations)
     elif config.generator_lr_decay_every > 0:
-        schedule = optax.exponential_decay(lr, config.generator_lr_decay_every, config.generator_lr_decay, staircase=True)
+        every, decay = config.generator_lr_decay_every, config.generator_lr_decay
+        schedule = optax.exponential_decay(lr, every, decay, staircase=True)
     else:
         schedule = lr
     z_schedule = optax.cosine_decay_schedule(alpha, config.iterations) if config.schedule == "cosine" else alpha
@@ -224,82 +247,54 @@ class Engine:
         self.optimizer, self.z_optimizer = optimizers(config, self.alpha, self.lr)
 
     def loss(self, z: jax.Array, params: Any, problem: Problem) -> tuple[jax.Array, tuple]:
-        """(L(Z, θ), (D, E)) of one sequence from one forward pass.
-
-        With a held-out mask h (1 on held-out entries, :func:`holdout_mask`) and the measured
-        entries m, the data term fits the others only, rescaled to estimate the full one,
-
-            D = mean_i ((1 − h_i) r_i²) · Σ m / Σ (m − h),       r = A(G(Z)) − y,
-
-        so step sizes tuned for the full loss still apply, and E, the held-out error, is the mean
-        squared residual on the held-out entries, E = Σ h_i r_i² / Σ h_i (None without h).
-        """
-        lam = 1.0 - self.config.similarity_weight
+        """(L(Z, θ), (D, E)): the loss of the module docstring, its data term and held-out error."""
         x = self.model.apply({"params": params}, z)
-        r2 = jnp.square(problem.operator.A(x) - problem.y)
-        held = None
-        if problem.holdout is None:
-            data = jnp.mean(r2)
-        else:
-            h = problem.holdout
-            n_measured = jnp.sum(jnp.broadcast_to(problem.operator.measured(problem.y), r2.shape))
-            n_held = jnp.sum(h)
-            data = jnp.mean((1.0 - h) * r2) * n_measured / jnp.maximum(n_measured - n_held, 1.0)
-            held = jnp.sum(h * r2) / jnp.maximum(n_held, 1.0)
+        data, held = data_term(jnp.square(problem.operator.A(x) - problem.y), problem)
+        lam = 1.0 - self.config.similarity_weight
         total = lam * data
         if self.config.similarity_weight > 0 and z.shape[0] > 1:
             total = total + (1.0 - lam) * jnp.mean(jnp.square(z[1:] - z[:-1]))
         return total, (data, held)
 
-    def losses(self, z: jax.Array, params: Any, problem: Problem) -> tuple[jax.Array, jax.Array]:
-        """(L, D) of one sequence."""
-        total, (data, _) = self.loss(z, params, problem)
-        return total, data
-
     def step(self, state: RecoverState, problem: Problem, shared_params: Any) -> tuple[RecoverState, dict]:
-        """One iteration for one sequence (pure), as in the module docstring:
+        """One iteration for one sequence (pure): (L, (g_Z, g_θ)) = value_and_grad(L)(Z, θ),
+        Z ← P_r(Z − α g_Z), θ ← Adam(θ, g_θ). A frozen variable (θ for ``latent``, Z for
+        ``generator``) is None among the unknowns: a constant of L, no gradient, no update."""
+        cfg, z = self.config, state.z
+        theta = state.params if cfg.trains_generator else shared_params
 
-            (L, (g_Z, g_θ)) = value_and_grad(L)(Z, θ)
-            Z ← P_r(Z − α g_Z)       θ ← Adam(θ, g_θ)
-
-        A frozen variable (θ for ``latent``, Z for ``generator``) is None among the unknowns:
-        a constant of L, so it gets no gradient (None) and no update.
-        """
-        cfg = self.config
-        z, theta = state.z, (state.params if cfg.trains_generator else shared_params)
-
-        def L(unknowns):  # L of the optimised variables, the frozen one held constant
+        def L(unknowns):  # L of the optimised variables; a frozen one (None) is held constant
             z_u, theta_u = unknowns
             return self.loss(z if z_u is None else z_u, theta if theta_u is None else theta_u, problem)
 
-        unknowns = (z if cfg.trains_codes else None, state.params)  # state.params is None when frozen
+        unknowns = (z if cfg.trains_codes else None, state.params)  # state.params: None when frozen
         (loss, (data, held)), (g_z, g_theta) = jax.value_and_grad(L, has_aux=True)(unknowns)
-        better = _better(cfg, data, held, state)  # the iterate (Z, θ) this step starts from
-        new_z, z_opt = z, state.z_opt_state
-        if g_z is not None:  # Z ← P_r(Z − α g_Z), or Z ← P_r(Z + Adam(g_Z))
+        best = best_iterate(cfg, state, data, held, z, theta, running=True)  # (Z, θ) before this update
+        new_z, z_opt, new_theta, opt_state = z, state.z_opt_state, state.params, state.opt_state
+        if g_z is not None:  # Z ← P_r(Z − α g_Z)        (z_optimizer=adam: Z ← P_r(Z + Adam(g_Z)))
             if self.z_optimizer is None:
                 new_z = z - self.alpha * g_z
             else:
                 dz, z_opt = self.z_optimizer.update(g_z, z_opt, z)
                 new_z = z + dz
             new_z = project(cfg, new_z, problem)
-        new_theta, opt_state = state.params, state.opt_state
         if g_theta is not None:  # θ ← Adam(θ, g_θ)
             dtheta, opt_state = self.optimizer.update(g_theta, opt_state, theta)
             new_theta = optax.apply_updates(theta, dtheta)
-        best = best_iterate(cfg, state, better, data, held, z, theta, running=True)
-        state = state.replace(step=state.step + 1, z=new_z, params=new_theta, opt_state=opt_state, z_opt_state=z_opt)
-        out = {"loss": loss, "measurement_loss": data}
-        if held is not None:
-            out["holdout_error"] = held
-        return state.replace(**best), out
+        out = {"loss": loss, "measurement_loss": data, **({"holdout_error": held} if held is not None else {})}
+        new = dict(step=state.step + 1, z=new_z, params=new_theta, opt_state=opt_state, z_opt_state=z_opt)
+        return state.replace(**new, **best), out
+
+    def losses(self, z: jax.Array, params: Any, problem: Problem) -> tuple[jax.Array, jax.Array]:
+        """(L, D) of one sequence."""
+        total, (data, _) = self.loss(z, params, problem)
+        return total, data
 
     def finalize(self, state: RecoverState, problem: Problem, shared_params: Any) -> RecoverState:
         """Compare the final iterate with the best one; return the state holding the winner."""
         params = state.params if self.config.trains_generator else shared_params
         _, (data, held) = self.loss(state.z, params, problem)
-        won = _better(self.config, data, held, state)
-        return state.replace(**best_iterate(self.config, state, won, data, held, state.z, state.params, running=False))
+        return state.replace(**best_iterate(self.config, state, data, held, state.z, state.params, running=False))
 
     def init_state(self, z0: jax.Array, params: Any | None) -> RecoverState:
         """State of one sequence; ``params`` is its own generator copy when trained, else None."""

@@ -351,7 +351,9 @@ def run_videos(job: RecoverJob, videos: list[str], run: _Run) -> dict[str, dict]
     return done
 
 
-def run_recover(job: RecoverJob, workdir: str, *, log: Callable[[str], None] = print, flags: dict | None = None) -> dict:
+def run_recover(
+    job: RecoverJob, workdir: str, *, log: Callable[[str], None] = print, flags: dict | None = None
+) -> dict:
     """Run one recovery job (a manifest of one video) and write ``workdir``; returns its metrics.
 
     Raises:
