@@ -43,7 +43,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import batch_throughput
-from lrgen import recover
+from lrgen import engine, solver
 
 ROOT = Path(__file__).resolve().parents[1]
 # Generator formulations and parity, the operators, the loop (compile once, scan vs python,
@@ -266,7 +266,7 @@ def loop_section() -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     winner = min(med, key=med.get)
     _, _, model = batch_throughput.setting(sz["T"], sz["S"])
-    auto = recover.Recoverer(model, recover.RecoverConfig(loop="auto"), sz["T"]).loop  # nothing compiled
+    auto = solver.Recoverer(model, engine.RecoverConfig(loop="auto"), sz["T"]).loop  # nothing compiled
     return {
         "update": "joint",
         "B": 1,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lrgen import measure, models, recover
+from lrgen import engine, measure, models, solver
 
 flags.DEFINE_list("batch_sizes", ["1", "4", "16"], "Batch sizes B.")
 flags.DEFINE_list("update", ["latent", "joint"], "Update modes.")
@@ -38,15 +38,15 @@ def timer(update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loo
     when B is a multiple of its size.
     """
     spec, params, model = setting(T, S)
-    cfg = recover.RecoverConfig(update=update, iterations=iterations, log_every=iterations, loop=loop)
-    rec = recover.Recoverer(model, cfg, T)
+    cfg = engine.RecoverConfig(update=update, iterations=iterations, log_every=iterations, loop=loop)
+    rec = solver.Recoverer(model, cfg, T)
     probs = []
     for b in range(B):
         op = measure.make_operator(measure.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, 1))
         x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, 1)) * 2 - 1
-        probs.append(recover.Problem(op.A(x), op))
+        probs.append(engine.Problem(op.A(x), op))
     problem = jax.tree.map(lambda *v: jnp.stack(v), *probs)
-    z0 = jnp.stack([recover.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
+    z0 = jnp.stack([engine.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
     mesh = mesh if mesh is not None and B % mesh.devices.size == 0 else None
     first = rec.run(z0, problem, params, mesh=mesh)  # compile + warm up
 

@@ -9,7 +9,7 @@ compiled as lrgen compiles them; interleaved, min over rounds. ``lrgen.nets.laye
 formulation per layer from these numbers.
 
 Default:
-XLA:CPU gives convolutions to YNNPACK by default; ``lrgen.recover.compile_fast`` keeps them on
+XLA:CPU gives convolutions to YNNPACK by default; ``lrgen.engine.compile_fast`` keeps them on
 XLA's Eigen kernels. This runs both executables on the same state, interleaved, and prints the
 milliseconds per step (min and median over rounds) and the ratio.
 
@@ -28,12 +28,12 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import operators, recover
+from lrgen import engine, measure, models, operators, recover, solver
 from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 10, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 10, "Steps per round.")
-flags.DEFINE_enum("update", "joint", list(recover.UPDATES), "Update mode.")
+flags.DEFINE_enum("update", "joint", list(engine.UPDATES), "Update mode.")
 flags.DEFINE_bool("layers", False, "Time the formulations of every layer instead of the whole step.")
 flags.DEFINE_integer("frames", 32, "N, frames per layer call (--layers).")
 flags.DEFINE_integer("channels", 1, "1 (gray generator) or 3 (RGB) (--layers).")
@@ -90,8 +90,8 @@ def main(argv):
     z0 = recover.init_codes(jax.random.key(3), T, spec.z_dim, "fixed_z")[None]
 
     state, shared = rec.initial_state(z0, params)
-    lowered = jax.jit(rec._batched(rec.step), donate_argnums=0).lower(state, problem, shared)
-    contenders = {"XLA default": lowered.compile(), "lrgen (compile_fast)": recover.compile_fast(lowered)}
+    lowered = jax.jit(engine.single(rec.step), donate_argnums=0).lower(state, problem, shared)
+    contenders = {"XLA default": lowered.compile(), "lrgen (compile_fast)": engine.compile_fast(lowered)}
     states = {name: rec.initial_state(z0, params)[0] for name in contenders}
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for name, fn in contenders.items():  # warm up

@@ -36,14 +36,14 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import baselines, checkpoint, interpolation, latent_paths, models, observed, pipeline, recover, selection
+from lrgen import baselines, checkpoint, engine, interpolate, interpolation, jobs, latent_paths, models, observed, outputs, pipeline, recover, selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/bench_interp", "Output folder (cells are resumed from here).")
 flags.DEFINE_list("cases", ["rot_mnist", "two_digits", "walking"], "Cases to run.")
 flags.DEFINE_list("strides", ["8", "4", "2"], "observe_every values.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (job seed; fixed codes from z_seed = 100 + seed).")
-flags.DEFINE_integer("iterations", recover.RecoverConfig.iterations, "Fit iterations (the binary's default).")
+flags.DEFINE_integer("iterations", engine.RecoverConfig.iterations, "Fit iterations (the binary's default).")
 flags.DEFINE_bool("table_only", False, "Only read the finished cells back into the table.")
 
 MNIST = "../shared/data/gmlr/mnist_dcgan_gmlr.npz"
@@ -69,7 +69,7 @@ def run_cell(case: str, stride: int, seed: int, out: str, log) -> None:
     spec = dict(CASES[case])
     if spec["generator"] == "colour":
         spec["generator"] = colour_generator(FLAGS.workdir)
-    job = pipeline.RecoverJob(
+    job = jobs.RecoverJob(
         **spec,
         seed=seed,
         z_seed=100 + seed,
@@ -84,7 +84,7 @@ def run_cell(case: str, stride: int, seed: int, out: str, log) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     m = interpolation.run_interpolate(fit, config, tmp, log=log, flags={"benchmark": sys.argv})
     m["wall_seconds"] = time.perf_counter() - t0
-    pipeline._write_json(os.path.join(tmp, "metrics.json"), m)
+    outputs.write_json(os.path.join(tmp, "metrics.json"), m)
     os.replace(tmp, out)
 
 
@@ -169,7 +169,7 @@ def main(argv):
                     log(f"== {case}, every {stride}, seed {seed}")
                     run_cell(case, int(stride), int(seed), out, log)
     md, rows = table(FLAGS.workdir)
-    pipeline._write_json(os.path.join(FLAGS.workdir, "table.json"), rows)
+    outputs.write_json(os.path.join(FLAGS.workdir, "table.json"), rows)
     with open(os.path.join(FLAGS.workdir, "table.md"), "w") as f:
         f.write(md + "\n")
     log(md)

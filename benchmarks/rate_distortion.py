@@ -50,7 +50,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from lrgen import baselines, checkpoint, codec, compression, io, models, pipeline, selection
+from lrgen import baselines, checkpoint, codec, compress, compression, interpolate, io, jobs, models, outputs, pipeline, selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", "", "Video to compress (as experiments.compress --video).")
@@ -331,10 +331,10 @@ def main(argv):
         print("error: --video, --generator and --workdir are required", file=sys.stderr)
         sys.exit(1)
     spec, params = checkpoint.load_generator(FLAGS.generator)
-    job = pipeline.RecoverJob(
+    job = jobs.RecoverJob(
         video=FLAGS.video, image_size=spec.image_size, num_frames=FLAGS.num_frames, grayscale=spec.channels == 1
     )
-    frames = pipeline.load_frames(job)
+    frames = jobs.load_frames(job)
     label = FLAGS.label or os.path.basename(os.path.normpath(FLAGS.video))
     log(f"{label}: {frames.shape}, generator {FLAGS.generator} ({codec.generator_bytes(params)} bytes)")
     rows = jpeg_rd(frames, [int(q) for q in FLAGS.jpeg_qualities])
@@ -370,9 +370,9 @@ def main(argv):
         "generator_bytes_float32": codec.generator_bytes(params),
         "iterations": FLAGS.iterations,
         "argv": sys.argv,
-        "environment": pipeline.environment(),
+        "environment": outputs.environment(),
     }
-    pipeline._write_json(os.path.join(FLAGS.workdir, "rd.json"), {"meta": meta, "rows": rows})
+    outputs.write_json(os.path.join(FLAGS.workdir, "rd.json"), {"meta": meta, "rows": rows})
     with io.atomic_write(os.path.join(FLAGS.workdir, "rd.csv")) as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, ["codec", "setting", "bytes", "bpp", "psnr", "ssim"], extrasaction="ignore")

@@ -11,7 +11,7 @@ machine falls on every figure alike):
   widths; T = ``--num_frames``; B = 1 and B = ``--batch``): the FLOPs counted analytically (the
   transposed convolutions' multiply–adds, see :func:`step_flops`) and by XLA's cost analysis,
   the step time (min and median over rounds of the compiled step exactly as
-  :class:`lrgen.recover.Recoverer` runs it) and the fraction of the matmul rate it reaches
+  :class:`lrgen.solver.Recoverer` runs it) and the fraction of the matmul rate it reaches
   (analytic FLOPs / min time / matmul rate);
 * per layer of the gray generator (N = T frames): forward, input gradient and weight gradient
   as :mod:`lrgen.nets.layers` computes them, time and fraction of the matmul rate.
@@ -23,7 +23,7 @@ gradient cost the same. The code layer (k → 4×4×C_1) costs 2·k·16·C_1. A 
 forward and input gradients, a generator step the forward, the weight gradients and the input
 gradients of all layers above the first, a joint step all three. Elementwise work, the loss,
 Adam and the projection are not counted (they are < 1 % of the FLOPs).
-Batches run as :class:`lrgen.recover.Recoverer` runs them (``single``, ``unrolled`` or ``vmap``);
+Batches run as :class:`lrgen.solver.Recoverer` runs them (``single``, ``unrolled`` or ``vmapped``: :data:`lrgen.engine.BATCHINGS`);
 XLA counts the whole program in each case.
 """
 
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lrgen import operators, recover
+from lrgen import engine, measure, models, operators, recover, solver
 from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds; min and median over them.")
@@ -47,7 +47,7 @@ flags.DEFINE_integer("matmul_repeats", 4, "matmul calls per round (best of round
 flags.DEFINE_integer("num_frames", 32, "T.")
 flags.DEFINE_integer("batch", 4, "B of the batched rows.")
 flags.DEFINE_list("configs", ["gray", "rgb"], "gray (64×64×1, k = 32) and/or rgb (64×64×3, k = 256).")
-flags.DEFINE_list("updates", list(recover.UPDATES), "Update modes.")
+flags.DEFINE_list("updates", list(engine.UPDATES), "Update modes.")
 flags.DEFINE_bool("layers", True, "Also time every layer of the gray generator.")
 FLAGS = flags.FLAGS
 
@@ -105,14 +105,13 @@ def step_contender(spec: generators.GeneratorSpec, update: str, T: int, B: int):
     for b in range(B):
         op = operators.make(operators.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, C))
         x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, C)) * 2 - 1
-        probs.append(recover.Problem(op.A(x), op))
+        probs.append(engine.Problem(op.A(x), op))
     problem = jax.tree.map(lambda *a: jnp.stack(a), *probs)
-    z0 = jnp.stack([recover.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
+    z0 = jnp.stack([engine.init_codes(jax.random.key(b), T, spec.z_dim, "random") for b in range(B)])
     state, shared = rec.initial_state(z0, params)
-    unroll = rec._unrolls(B, None)
-    how = "single" if B == 1 else ("unrolled" if unroll else "vmap")
+    how = engine.choose_batching(rec.config, B)
     t0 = time.perf_counter()
-    step, _, _ = rec._compile(state, problem, shared, None, unroll)
+    step, _, _ = solver._compile(rec, state, problem, shared, None, how, None)
     compile_s = time.perf_counter() - t0
     return Timed(step, (state, problem, shared), True), xla_flops(step), compile_s, how
 
@@ -134,7 +133,7 @@ def layer_contenders(spec: generators.GeneratorSpec, n: int):
             ("input gradient", layers._conv_transpose_grad_x, (dy, w)),
             ("weight gradient", layers._conv_transpose_grad_w, (x, dy)),
         ):
-            compiled = recover.compile_fast(jax.jit(fn).lower(*args))
+            compiled = engine.compile_fast(jax.jit(fn).lower(*args))
             out.append((f"{h}→{2 * h}, {c_in}→{c_out}", part, flops, Timed(compiled, args, False)))
     return out
 

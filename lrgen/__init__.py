@@ -4,15 +4,44 @@ A video x_1..x_T is represented by a generator G and one latent code z_t per fra
 code matrix Z is constrained to rank r and to change smoothly in time (Hyder & Asif, "Generative
 Models for Low-Rank Video Representation and Reconstruction", IEEE TSP 2020, arXiv:1902.11132).
 
-Modules, in the order data flows through them:
+The Python API (:mod:`lrgen.api`, loaded on first use), for notebooks::
 
-* :mod:`lrgen.io`       frames in and out (folders, videos, arrays).
-* :mod:`lrgen.measure`  measurement operators A_t with forward and adjoint.
-* :mod:`lrgen.models`   the DCGAN-style generator (flax.linen) and original-weight loading.
-* :mod:`lrgen.lowrank`  rank-r projections of Z.
-* :mod:`lrgen.recover`  the jitted, vmapped recovery loop.
-* :mod:`lrgen.metrics`  PSNR and SSIM.
-* :mod:`lrgen.report`   grids, videos, curves and latent plots.
+    import lrgen
+    frames = lrgen.load_video("builtin:rotating_digit", image_size=32, num_frames=8)  # (T, H, W, C) in [0, 1]
+    generator = lrgen.load_generator(image_size=32)          # or lrgen.load_generator("G.npz")
+    operator, y = lrgen.measure_frames(frames, "missing", missing_ratio=0.8)
+    out = lrgen.recover_video(y, operator, generator, lrgen.RecoverConfig(iterations=100), truth=frames)
+
+Layers, from the bottom: maths without I/O (:mod:`lrgen.measure` operators, :mod:`lrgen.lowrank`,
+:mod:`lrgen.models` generator, :mod:`lrgen.metrics`, :mod:`lrgen.pixels`); the engine
+(:mod:`lrgen.config` settings, :mod:`lrgen.engine` problem, loss and pure step, batching
+strategies); the host loop (:mod:`lrgen.driver`, :mod:`lrgen.solver`); applications
+(:mod:`lrgen.recovery` one video or a manifest, :mod:`lrgen.jobs`, :mod:`lrgen.outputs`);
+infrastructure (:mod:`lrgen.io`, :mod:`lrgen.checkpoint`, :mod:`lrgen.report`).
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+_API = {
+    "load_video": "lrgen.api",
+    "load_generator": "lrgen.api",
+    "measure_frames": "lrgen.api",
+    "recover_video": "lrgen.api",
+    "Recovered": "lrgen.api",
+    "RecoverConfig": "lrgen.config",
+    "resolve": "lrgen.config",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    # Loaded on first use: `import lrgen.pixels` stays as light as that module.
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'lrgen' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

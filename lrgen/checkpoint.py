@@ -402,3 +402,50 @@ class Checkpointer:
 
 def _shapes(tree: Any) -> Any:
     return jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), tree)
+
+
+# ---------------------------------------------------------------------------- batch-run checkpoints
+class BatchCheckpoint:
+    """The recovery state of one batch of a manifest job, so that a killed job resumes it.
+
+    A :class:`Checkpointer` (latest kept, synchronous: the state's buffers are donated to the
+    next step right after a save; process-local) plus ``directory/history_<step>.npz``, the host
+    history up to that step, written first, so any step orbax reports as saved has its history.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.steps = Checkpointer(directory, keep=1, asynchronous=False, process_local=True)
+        self.directory = self.steps.directory
+
+    def restore(self, like_state: Any) -> tuple[Any, dict] | None:
+        """(state, history) of the latest checkpoint, or None; ``like_state`` gives shapes and shardings."""
+        got = self.steps.restore(jax.tree.map(_abstract, like_state), f"the batch checkpoint {self.directory}")
+        if got is None:
+            return None
+        step, state = got
+        with np.load(self._history(step)) as f:
+            return state, {k: f[k] for k in f.files}
+
+    def _history(self, step: int) -> str:
+        return os.path.join(self.directory, f"history_{step}.npz")
+
+    def save(self, state: Any, hist: dict) -> None:
+        step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+        with io.atomic_write(self._history(step)) as tmp:
+            np.savez(tmp, **hist)
+        self.steps.save(step, state)
+        for old in os.listdir(self.directory):
+            if old.startswith("history_") and old != os.path.basename(self._history(step)):
+                os.remove(os.path.join(self.directory, old))
+
+    def close(self, delete: bool) -> None:
+        self.steps.close()
+        if delete:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _abstract(a: Any) -> jax.ShapeDtypeStruct:
+    if isinstance(a, jax.Array):
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
+    a = np.asarray(a)
+    return jax.ShapeDtypeStruct(a.shape, a.dtype)

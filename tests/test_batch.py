@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import batch, measure, pipeline, recover
+from lrgen import engine, jobs, measure, recovery, solver
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
@@ -51,26 +51,26 @@ def _run(*args, env=None, check=True, **kw):
 
 
 def _frames(workdir, path):
-    return np.load(Path(workdir) / "videos" / batch.video_key(str(path)) / "reconstruction.npz")["frames"]
+    return np.load(Path(workdir) / "videos" / recovery.video_key(str(path)) / "reconstruction.npz")["frames"]
 
 
 def test_manifest_results_equal_single_runs_and_summary(tmp_path):
     """Each video's result in a batch (any position, padded last batch) = its single run."""
     paths, manifest = _videos(tmp_path)
-    job = pipeline.RecoverJob(
+    job = jobs.RecoverJob(
         image_size=32,
         num_frames=6,
         z_dim=8,
         z_init="random",
         video_format="gif",
         measurement=measure.MeasurementSpec(missing_ratio=0.5),
-        recover=recover.RecoverConfig(update="joint", iterations=10, log_every=5),
+        recover=engine.RecoverConfig(update="joint", iterations=10, log_every=5),
     )
-    rows = batch.run_manifest(
+    rows = recovery.run_manifest(
         job,
         str(manifest),
         str(tmp_path / "work"),
-        batch.BatchOptions(batch_size=2, checkpoint_every=5),
+        recovery.BatchOptions(batch_size=2, checkpoint_every=5),
         log=lambda s: None,
     )
     assert [r["video"] for r in rows] == [str(p) for p in paths]
@@ -78,7 +78,7 @@ def test_manifest_results_equal_single_runs_and_summary(tmp_path):
         alone = tmp_path / f"alone_{p.stem}"
         import dataclasses
 
-        pipeline.run_recover(dataclasses.replace(job, video=str(p)), str(alone), log=lambda s: None)
+        recovery.run_recover(dataclasses.replace(job, video=str(p)), str(alone), log=lambda s: None)
         np.testing.assert_allclose(
             _frames(tmp_path / "work", p), np.load(alone / "reconstruction.npz")["frames"], atol=2e-5
         )
@@ -107,24 +107,24 @@ def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
 _SHARDED_SCRIPT = r"""
 import json, re, sys
 import jax, jax.numpy as jnp, numpy as np
-from lrgen import measure, models, pipeline, recover
+from lrgen import engine, jobs, measure, models, solver
 T, S, iterations = (int(a) for a in sys.argv[1:4])
 report = {}
 for update in ("latent", "joint"):
-    job = pipeline.RecoverJob(image_size=S, num_frames=T, z_init="random",
+    job = jobs.RecoverJob(image_size=S, num_frames=T, z_init="random",
         measurement=measure.MeasurementSpec(missing_ratio=0.5),
-        recover=recover.RecoverConfig(update=update, iterations=iterations, log_every=iterations // 2, loop="python"))
-    spec, _ = pipeline.load_model(job, 1)
-    params = pipeline.init_params(job, spec, None)
+        recover=engine.RecoverConfig(update=update, iterations=iterations, log_every=iterations // 2, loop="python"))
+    spec, _ = jobs.load_model(job, 1)
+    params = jobs.init_params(job, spec, None)
     rng = np.random.default_rng(0)
-    seqs = [pipeline.prepare_sequence(job, rng.random((T, S, S, 1), np.float32), spec) for _ in range(4)]
+    seqs = [jobs.prepare_sequence(job, rng.random((T, S, S, 1), np.float32), spec) for _ in range(4)]
     z0 = jnp.stack([s.z0 for s in seqs])
     problem = jax.tree.map(lambda *v: jnp.stack(v), *[s.problem for s in seqs])
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seq",))
-    rec = recover.Recoverer(models.build_generator(spec), job.recover, T)
+    rec = solver.Recoverer(models.build_generator(spec), job.recover, T)
     sharded = rec.run(z0, problem, params, mesh=mesh)
-    one = recover.Recoverer(models.build_generator(spec), job.recover, T).run(z0, problem, params)
-    hlo = "\n".join(e.as_text() for ex in rec._executables.values() for e in ex)
+    one = solver.Recoverer(models.build_generator(spec), job.recover, T).run(z0, problem, params)
+    hlo = "\n".join(e.as_text() for ex in rec.cache.values() for e in ex)
     svd_ranks = [len(m.split(",")) for m in re.findall(r"= \(f32\[([0-9,]*)\][^\n]*?lapack_sgesdd", hlo)]
     report[update] = {
         "max_abs_diff": float(np.abs(sharded.x - one.x).max()),
@@ -221,7 +221,7 @@ def test_killed_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    first = work / "videos" / batch.video_key(str(paths[0])) / "metrics.json"
+    first = work / "videos" / recovery.video_key(str(paths[0])) / "metrics.json"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         # A finalised early step (orbax renames it into place when complete) can only be the second
@@ -233,7 +233,7 @@ def test_killed_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = first.stat().st_mtime_ns
-    second = work / "videos" / batch.video_key(str(paths[1])) / "metrics.json"
+    second = work / "videos" / recovery.video_key(str(paths[1])) / "metrics.json"
     assert not second.exists()
 
     out = _run(*args, f"--workdir={work}").stdout
@@ -246,16 +246,16 @@ def test_killed_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
 
 def test_manifest_errors(tmp_path):
     with pytest.raises(ValueError, match="--manifest=.*no such file"):
-        batch.read_manifest(str(tmp_path / "nope.txt"))
+        recovery.read_manifest(str(tmp_path / "nope.txt"))
     m = tmp_path / "m.txt"
     m.write_text("# nothing\n\n")
     with pytest.raises(ValueError, match="lists no videos"):
-        batch.read_manifest(str(m))
+        recovery.read_manifest(str(m))
     m.write_text("missing_*.mp4\n")
     with pytest.raises(ValueError, match="line 1 .* matches no file"):
-        batch.read_manifest(str(m))
+        recovery.read_manifest(str(m))
     with pytest.raises(ValueError, match="--checkpoint_every=7"):
-        batch.BatchOptions(checkpoint_every=7).validate(log_every=5)
+        recovery.BatchOptions(checkpoint_every=7).validate(log_every=5)
 
 
 def test_matrix_free_gaussian_equals_dense():

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from lrgen import lowrank, measure, models, recover
+from lrgen import engine, lowrank, measure, models, solver
 
 SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
 T = 6
@@ -24,8 +24,8 @@ def _problem(seed: int, kind: str = "missing", holdout: float = 0.0):
         measure.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=64), key, T, x.shape[1:]
     )
     y = measure.measure(op, x, key)
-    h = recover.holdout_mask(jax.random.key(seed + 1), op, y, holdout) if holdout else None
-    return model, params, recover.Problem(y, op, h), x * 0.5 + 0.5
+    h = engine.holdout_mask(jax.random.key(seed + 1), op, y, holdout) if holdout else None
+    return model, params, engine.Problem(y, op, h), x * 0.5 + 0.5
 
 
 def _batch(*trees):
@@ -33,7 +33,7 @@ def _batch(*trees):
 
 
 def _z0(n=1, seed=100):
-    return jnp.stack([recover.init_codes(jax.random.key(seed + i), T, SPEC.z_dim, "random") for i in range(n)])
+    return jnp.stack([engine.init_codes(jax.random.key(seed + i), T, SPEC.z_dim, "random") for i in range(n)])
 
 
 @pytest.mark.parametrize("rank_type", lowrank.RANK_TYPES)
@@ -45,18 +45,18 @@ def test_traced_rank_projection_equals_the_static_one(rank_type):
 
 
 def test_presets_resolve_in_one_place_and_flags_override():
-    assert recover.PRESETS["faithful"] == recover.RecoverConfig()
-    j = recover.resolve("journal")
+    assert engine.PRESETS["faithful"] == engine.RecoverConfig()
+    j = engine.resolve("journal")
     assert (j.generator_lr, j.generator_lr_decay, j.generator_lr_decay_every, j.best_margin) == (2.5e-4, 0.75, 500, 0.01)
     assert j.step_sizes(32)[0] == 320.0  # code step 10·T
-    assert recover.resolve("journal", rank=3).rank == 3 and recover.resolve("journal", rank=3).preset == "journal"
-    b = recover.resolve("best", holdout_fraction=0.0)
+    assert engine.resolve("journal", rank=3).rank == 3 and engine.resolve("journal", rank=3).preset == "journal"
+    b = engine.resolve("best", holdout_fraction=0.0)
     assert b.preset == "best" and b.holdout_fraction == 0.0
-    for name in recover.PRESETS:
-        recover.resolve(name).validate(num_frames=32, z_dim=32)
-        assert name in recover.PRESET_Z_INIT
+    for name in engine.PRESETS:
+        engine.resolve(name).validate(num_frames=32, z_dim=32)
+        assert name in engine.PRESET_Z_INIT
     with pytest.raises(ValueError, match="--preset"):
-        recover.resolve("fastest")
+        engine.resolve("fastest")
 
 
 @pytest.mark.parametrize("kind", ["missing", "gaussian", "separable"])
@@ -66,12 +66,12 @@ def test_holdout_takes_only_measured_entries_and_leaves_the_loss(kind):
     model, params, prob, _ = _problem(0, kind, holdout=0.3)
     h, measured = prob.holdout, jnp.broadcast_to(prob.operator.measured(prob.y), prob.y.shape)
     assert bool(jnp.all(h <= measured)) and 0.2 < float(h.sum() / measured.sum()) < 0.4
-    rec = recover.Recoverer(model, recover.RecoverConfig(update="latent"), T)
+    rec = solver.Recoverer(model, engine.RecoverConfig(update="latent"), T)
     z = _z0()[0]
     changed = prob.replace(y=prob.y + 5.0 * h)
     grad = lambda p: jax.grad(lambda z: rec.losses(z, params, p)[0])(z)  # noqa: E731
     np.testing.assert_allclose(grad(prob), grad(changed), rtol=1e-5, atol=1e-7)
-    _, (data, held) = rec._losses(z, params, prob)
+    _, (data, held) = rec.loss(z, params, prob)
     r2 = (prob.operator.A(model.apply({"params": params}, z)) - prob.y) ** 2
     np.testing.assert_allclose(held, jnp.sum(h * r2) / jnp.sum(h), rtol=1e-5)
     np.testing.assert_allclose(data, jnp.mean((1 - h) * r2) * measured.sum() / (measured - h).sum(), rtol=1e-5)
@@ -79,14 +79,14 @@ def test_holdout_takes_only_measured_entries_and_leaves_the_loss(kind):
 
 def test_the_iterate_with_the_lowest_holdout_error_is_kept_and_patience_stops():
     model, params, prob, truth = _problem(1, holdout=0.2)
-    cfg = recover.RecoverConfig(update="joint", iterations=400, log_every=10, z_step=20.0, generator_lr=1e-2, patience=30)
-    rec = recover.Recoverer(model, cfg, T)
+    cfg = engine.RecoverConfig(update="joint", iterations=400, log_every=10, z_step=20.0, generator_lr=1e-2, patience=30)
+    rec = solver.Recoverer(model, cfg, T)
     res = rec.run(_z0(), _batch(prob), params, truth=truth[None])
     held = res.history["holdout_error"][0]
     assert res.holdout_error[0] <= held.min() + 1e-7
     # The returned codes and weights are that iterate.
     p = jax.tree.map(lambda a: a[0], res.params)
-    _, (_, h) = rec._losses(jnp.asarray(res.z[0]), p, prob)
+    _, (_, h) = rec.loss(jnp.asarray(res.z[0]), p, prob)
     np.testing.assert_allclose(h, res.holdout_error[0], rtol=1e-5)
     if res.iterations < cfg.iterations:  # stopped early: patience iterations without improvement
         assert res.iterations - res.best_step[0] >= cfg.patience
@@ -95,8 +95,8 @@ def test_the_iterate_with_the_lowest_holdout_error_is_kept_and_patience_stops():
 
 def test_journal_margin_replaces_the_best_only_on_a_1_percent_drop():
     model, params, prob, _ = _problem(2)
-    cfg = recover.resolve("journal", update="latent", z_step=2.0)
-    rec = recover.Recoverer(model, cfg, T)
+    cfg = engine.resolve("journal", update="latent", z_step=2.0)
+    rec = solver.Recoverer(model, cfg, T)
     state = rec.init_state(_z0()[0], params)
     step = jax.jit(rec.step)
     best = np.inf
@@ -110,21 +110,21 @@ def test_journal_margin_replaces_the_best_only_on_a_1_percent_drop():
 def test_candidate_ranks_in_one_batch_equal_separate_runs():
     """Candidates of ranks 1, 2, 0 (traced) in one batch = a run of each with its static rank."""
     model, params, prob, _ = _problem(3, holdout=0.2)
-    base = recover.RecoverConfig(update="joint", iterations=9, log_every=3, z_step=5.0, generator_lr=1e-3)
+    base = engine.RecoverConfig(update="joint", iterations=9, log_every=3, z_step=5.0, generator_lr=1e-3)
     ranks = [1, 2, 0]
     z0 = _z0(len(ranks))
     batch = _batch(*[prob] * len(ranks)).replace(rank=jnp.asarray(ranks, jnp.int32))
-    together = recover.Recoverer(model, base, T).run(z0, batch, params)
+    together = solver.Recoverer(model, base, T).run(z0, batch, params)
     for b, r in enumerate(ranks):
-        alone = recover.Recoverer(model, dataclasses.replace(base, rank=r), T).run(z0[b : b + 1], _batch(prob), params)
+        alone = solver.Recoverer(model, dataclasses.replace(base, rank=r), T).run(z0[b : b + 1], _batch(prob), params)
         np.testing.assert_allclose(together.z[b], alone.z[0], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(together.holdout_error[b], alone.holdout_error[0], rtol=1e-4)
 
 
 def test_adam_on_codes_is_an_adam_step_then_the_projection():
     model, params, prob, _ = _problem(4)
-    cfg = recover.RecoverConfig(update="latent", z_optimizer="adam", z_step=0.05, rank=2)
-    rec = recover.Recoverer(model, cfg, T)
+    cfg = engine.RecoverConfig(update="latent", z_optimizer="adam", z_step=0.05, rank=2)
+    rec = solver.Recoverer(model, cfg, T)
     z0 = _z0()[0]
     new, _ = jax.jit(rec.step)(rec.init_state(z0, params), prob, params)
     g = jax.grad(lambda z: rec.losses(z, params, prob)[0])(z0)
@@ -148,7 +148,7 @@ def test_adam_on_codes_is_an_adam_step_then_the_projection():
 )
 def test_new_settings_are_validated(change, flag):
     with pytest.raises(ValueError, match=flag):
-        dataclasses.replace(recover.RecoverConfig(), **change).validate(num_frames=T, z_dim=SPEC.z_dim)
+        dataclasses.replace(engine.RecoverConfig(), **change).validate(num_frames=T, z_dim=SPEC.z_dim)
 
 
 def _binary(*args):
@@ -175,7 +175,7 @@ def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_pa
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["preset"] == "best" and m["recover_config"]["candidate_ranks"] == [2, 0]
-    assert m["recover_config"]["holdout_fraction"] == recover.PRESETS["best"].holdout_fraction
+    assert m["recover_config"]["holdout_fraction"] == engine.PRESETS["best"].holdout_fraction
     assert [c["rank"] for c in m["candidates"]] == [2, 0] and sum(c["chosen"] for c in m["candidates"]) == 1
     best = min(m["candidates"], key=lambda c: c["holdout_error"])
     assert best["chosen"] and m["chosen"] == best and m["holdout_error"] == best["holdout_error"]
@@ -196,18 +196,18 @@ def test_binary_rejects_bad_candidate_ranks_in_one_line(tmp_path):
 
 def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
     """Candidates for `screen` iterations, then the survivor alone = that candidate run alone."""
-    from lrgen import pipeline
+    from lrgen import recovery
 
     model, params, prob, truth = _problem(5, holdout=0.2)
-    cfg = recover.RecoverConfig(update="joint", iterations=9, log_every=3, z_step=5.0, generator_lr=1e-3, screen=3)
+    cfg = engine.RecoverConfig(update="joint", iterations=9, log_every=3, z_step=5.0, generator_lr=1e-3, screen=3)
     ranks = [1, 2, 0]
     z0 = _z0(len(ranks))
     batch = _batch(*[prob] * len(ranks)).replace(rank=jnp.asarray(ranks, jnp.int32))
-    rec = recover.Recoverer(model, cfg, T)
+    rec = solver.Recoverer(model, cfg, T)
     truth_b = jnp.broadcast_to(truth, (len(ranks), *truth.shape))
-    res = pipeline.screen_then_continue(rec, z0, batch, params, truth_b, None, None, lambda m: None, ranks)
+    res = recovery.screen_then_continue(rec, z0, batch, params, truth_b, None, None, lambda m: None, ranks)
     b = int(np.argmin(res.screened.holdout_error))
-    alone = recover.Recoverer(model, dataclasses.replace(cfg, rank=ranks[b]), T).run(z0[b : b + 1], _batch(prob), params)
+    alone = solver.Recoverer(model, dataclasses.replace(cfg, rank=ranks[b]), T).run(z0[b : b + 1], _batch(prob), params)
     assert res.iterations == alone.iterations == 9 and res.history["measurement_loss"].shape == (1, 9)
     np.testing.assert_allclose(res.z[0], alone.z[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(res.holdout_error[0], alone.holdout_error[0], rtol=1e-4)

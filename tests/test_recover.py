@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from lrgen import lowrank, measure, models, recover
+from lrgen import engine, lowrank, measure, models, solver
 
 SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
 T = 6
@@ -28,7 +28,7 @@ def _problem(seed: int, kind: str = "missing"):
         measure.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=64), key, T, x.shape[1:]
     )
     y = measure.measure(op, x, key)
-    return model, params, recover.Problem(y, op), x * 0.5 + 0.5
+    return model, params, engine.Problem(y, op), x * 0.5 + 0.5
 
 
 def _batch(*trees):
@@ -36,21 +36,21 @@ def _batch(*trees):
 
 
 def _run(cfg, problems, params, model, truth=None, z0=None):
-    rec = recover.Recoverer(model, cfg, T)
+    rec = solver.Recoverer(model, cfg, T)
     if z0 is None:
-        z0 = jnp.stack([recover.init_codes(jax.random.key(100), T, SPEC.z_dim, "fixed_seed")] * len(problems))
+        z0 = jnp.stack([engine.init_codes(jax.random.key(100), T, SPEC.z_dim, "fixed_seed")] * len(problems))
     return rec, rec.run(z0, _batch(*problems), params, truth=truth)
 
 
-@pytest.mark.parametrize("update", recover.UPDATES)
+@pytest.mark.parametrize("update", engine.UPDATES)
 def test_one_step_matches_the_update_equations(update):
     """Z ← P_r(Z − α∇_Z L), θ ← Adam(θ, ∇_θ L), from one pass, with L written out here."""
     model, params, prob, _ = _problem(0)
-    cfg = recover.RecoverConfig(
+    cfg = engine.RecoverConfig(
         update=update, rank=2, rank_type="pca", similarity_weight=0.3, z_step=3.0, generator_lr=1e-3
     )
-    rec = recover.Recoverer(model, cfg, T)
-    z0 = recover.init_codes(jax.random.key(1), T, SPEC.z_dim, "random")
+    rec = solver.Recoverer(model, cfg, T)
+    z0 = engine.init_codes(jax.random.key(1), T, SPEC.z_dim, "random")
     state = rec.init_state(z0, params)
     new, m = jax.jit(rec.step)(state, prob, params)
 
@@ -73,7 +73,7 @@ def test_one_step_matches_the_update_equations(update):
 
 def test_best_iterate_is_kept_codes_and_weights_together():
     model, params, prob, truth = _problem(1)
-    cfg = recover.RecoverConfig(update="joint", iterations=30, log_every=10, z_step=20.0, generator_lr=3e-3)
+    cfg = engine.RecoverConfig(update="joint", iterations=30, log_every=10, z_step=20.0, generator_lr=3e-3)
     rec, res = _run(cfg, [prob], params, model, truth=truth[None])
     hist = res.history["measurement_loss"][0]
     assert res.measurement_loss[0] <= hist.min() + 1e-12
@@ -90,8 +90,8 @@ def test_batch_equals_separate_runs(update):
     """B sequences in one vmapped run give each sequence's single-run result."""
     model, params, _, _ = _problem(0)
     problems = [_problem(s)[2] for s in (0, 1, 2)]
-    cfg = recover.RecoverConfig(update=update, iterations=12, log_every=4, z_step=5.0, generator_lr=1e-3)
-    z0 = jnp.stack([recover.init_codes(jax.random.key(s), T, SPEC.z_dim, "random") for s in (0, 1, 2)])
+    cfg = engine.RecoverConfig(update=update, iterations=12, log_every=4, z_step=5.0, generator_lr=1e-3)
+    z0 = jnp.stack([engine.init_codes(jax.random.key(s), T, SPEC.z_dim, "random") for s in (0, 1, 2)])
     _, together = _run(cfg, problems, params, model, z0=z0)
     for b, prob in enumerate(problems):
         _, alone = _run(cfg, [prob], params, model, z0=z0[b : b + 1])
@@ -104,7 +104,7 @@ def test_batch_equals_separate_runs(update):
 
 def test_same_seed_same_result_and_loops_agree():
     model, params, prob, _ = _problem(3)
-    cfg = recover.RecoverConfig(update="joint", iterations=8, log_every=3, loop="python")
+    cfg = engine.RecoverConfig(update="joint", iterations=8, log_every=3, loop="python")
     _, a = _run(cfg, [prob], params, model)
     _, b = _run(cfg, [prob], params, model)
     np.testing.assert_array_equal(a.z, b.z)
@@ -118,9 +118,9 @@ def test_same_seed_same_result_and_loops_agree():
 def test_compiles_once_per_shape(loop):
     model, params, prob, _ = _problem(4)
     # 7 iterations in chunks of 3 (3, 3, 1): the ragged last chunk must not compile again.
-    cfg = recover.RecoverConfig(update="latent", iterations=7, log_every=3, loop=loop)
-    rec = recover.Recoverer(model, cfg, T)
-    z0 = recover.init_codes(jax.random.key(0), T, SPEC.z_dim, "fixed_z")[None]
+    cfg = engine.RecoverConfig(update="latent", iterations=7, log_every=3, loop=loop)
+    rec = solver.Recoverer(model, cfg, T)
+    z0 = engine.init_codes(jax.random.key(0), T, SPEC.z_dim, "fixed_z")[None]
     rec.run(z0, _batch(prob), params)
     assert rec.compilations == 1
     rec.run(z0, _batch(prob), params)
@@ -130,7 +130,7 @@ def test_compiles_once_per_shape(loop):
 def test_recovers_a_sequence_in_the_generators_range():
     """Latent-only recovery of an in-range, rank-2 video from half its pixels: PSNR climbs high."""
     model, params, prob, truth = _problem(5)
-    cfg = recover.RecoverConfig(update="latent", iterations=200, log_every=100, rank=2, rank_type="pca", z_step=100.0)
+    cfg = engine.RecoverConfig(update="latent", iterations=200, log_every=100, rank=2, rank_type="pca", z_step=100.0)
     _, res = _run(cfg, [prob], params, model, truth=truth[None])
     psnr = res.history["psnr"][0]
     assert psnr[-1] > 40.0 and psnr[-1] > psnr[0] + 10
@@ -139,7 +139,7 @@ def test_recovers_a_sequence_in_the_generators_range():
 def test_non_finite_loss_stops_the_run():
     model, params, prob, _ = _problem(6)
     prob = prob.replace(y=prob.y.at[0, 0, 0, 0].set(jnp.nan))
-    cfg = recover.RecoverConfig(update="latent", iterations=20, log_every=5)
+    cfg = engine.RecoverConfig(update="latent", iterations=20, log_every=5)
     with pytest.raises(FloatingPointError, match="non-finite at iteration 1;"):
         _run(cfg, [prob], params, model)
 
@@ -161,14 +161,14 @@ def test_non_finite_loss_stops_the_run():
 )
 def test_config_validation_names_the_flag(change, flag):
     with pytest.raises(ValueError, match=flag):
-        dataclasses.replace(recover.RecoverConfig(), **change).validate(num_frames=T, z_dim=SPEC.z_dim)
+        dataclasses.replace(engine.RecoverConfig(), **change).validate(num_frames=T, z_dim=SPEC.z_dim)
 
 
 def test_init_codes():
     key = jax.random.key(0)
-    fixed = recover.init_codes(key, 5, 8, "fixed_z")
+    fixed = engine.init_codes(key, 5, 8, "fixed_z")
     assert np.allclose(fixed, fixed[0]) and np.allclose(jnp.linalg.norm(fixed, axis=1), 1)
-    per = recover.init_codes(key, 5, 8, "random")
+    per = engine.init_codes(key, 5, 8, "random")
     assert np.allclose(jnp.linalg.norm(per, axis=1), 1) and not np.allclose(per, per[0])
     with pytest.raises(ValueError, match="--z_init"):
-        recover.init_codes(key, 5, 8, "zeros")
+        engine.init_codes(key, 5, 8, "zeros")
