@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrgen import codec
+from lrgen import codec, config, jobs
 from lrgen.nets import generators, networks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     """Write every input the cases use into ``folder`` (a few seconds: one tiny generator)."""
     import jax
 
-    from lrgen import checkpoint, encoder, pipeline, recover
+    from lrgen import checkpoint
 
     F = Path(folder)
     F.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     espec = networks.EncoderSpec(z_dim=8, features=(8, 16), channels=1, image_size=32)
     variables = jax.tree.map(np.array, espec.init(jax.random.key(1)))
     jax.tree.leaves(variables["params"])[0].flat[0] = np.inf
-    encoder.save_encoder(F / "enc_inf", espec, variables, generator_spec=spec)
+    checkpoint.save_encoder(F / "enc_inf", espec, variables, generator_spec=spec)
     state = {f"main.{2 * i}.weight": params[f"ConvTranspose_{i}"]["kernel"] for i in range(len(params))}
     np.savez(F / "gen.npz", **state)
     np.savez(F / "gen_nan.npz", **{k: np.where(k == "main.0.weight", np.nan, v) for k, v in state.items()})
@@ -129,11 +129,11 @@ def make_fixtures(folder: str | os.PathLike) -> Path:
     def recover_run(name: str, update: str, *, z=None, metrics_text=None):
         d = F / name
         d.mkdir()
-        job = pipeline.RecoverJob(
+        job = jobs.RecoverJob(
             video=str(F / "video20.npy"),
             image_size=32,
             generator=str(F / "gen"),
-            recover=recover.RecoverConfig(update=update, iterations=3, log_every=3),
+            recover=config.RecoverConfig(update=update, iterations=3, log_every=3),
         )
         m = {"job": job.to_dict(), "generator_spec": spec.to_dict(), "psnr": 20.0}
         (d / "metrics.json").write_text(metrics_text if metrics_text is not None else json.dumps(m))

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lrgen import engine, measure, models, solver
+from lrgen import engine, operators, solver
+from lrgen.nets import generators
 
 flags.DEFINE_list("batch_sizes", ["1", "4", "16"], "Batch sizes B.")
 flags.DEFINE_list("update", ["latent", "joint"], "Update modes.")
@@ -26,8 +27,8 @@ FLAGS = flags.FLAGS
 
 def setting(T: int = 32, S: int = 64):
     """(spec, random weights, generator module) of the original work's gray generator at S×S."""
-    spec = models.GeneratorSpec.default(image_size=S, channels=1)
-    return spec, models.init_generator(spec, jax.random.key(0)), models.build_generator(spec)
+    spec = generators.GeneratorSpec.default(image_size=S, channels=1)
+    return spec, generators.init_generator(spec, jax.random.key(0)), generators.build_generator(spec)
 
 
 def timer(update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loop: str = "auto", mesh=None):
@@ -42,7 +43,7 @@ def timer(update: str, B: int, iterations: int, *, T: int = 32, S: int = 64, loo
     rec = solver.Recoverer(model, cfg, T)
     probs = []
     for b in range(B):
-        op = measure.make_operator(measure.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, 1))
+        op = operators.make(operators.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, 1))
         x = jax.random.uniform(jax.random.key(100 + b), (T, S, S, 1)) * 2 - 1
         probs.append(engine.Problem(op.A(x), op))
     problem = jax.tree.map(lambda *v: jnp.stack(v), *probs)

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import engine, measure, models, operators, recover, solver
+from lrgen import config, engine, operators, solver
 from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 10, "Interleaved rounds.")
@@ -59,7 +59,7 @@ def layer_table():
         fns = {f"fwd {how}": (lambda a, b, how=how: layers._conv_transpose_fwd(a, b, how), x, w) for how in layers._FORWARDS}
         fns |= {f"dx {how}": (lambda a, b, how=how: layers._conv_transpose_grad_x(a, b, how), dy, w) for how in layers._GRADS_X}
         fns |= {f"dW {how}": (lambda a, b, how=how: layers._conv_transpose_grad_w(a, b, how), x, dy) for how in layers._GRADS_W}
-        compiled = {k: (recover.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
+        compiled = {k: (engine.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
         times: dict[str, list[float]] = {k: [] for k in compiled}
         for _ in range(FLAGS.rounds):
             for k, (f, a) in compiled.items():
@@ -85,9 +85,9 @@ def main(argv):
     params = generators.init_generator(spec, jax.random.key(0))
     op = operators.make(operators.MeasurementSpec("missing", missing_ratio=0.8), jax.random.key(1), T, (64, 64, 1))
     x = jax.random.uniform(jax.random.key(2), (T, 64, 64, 1)) * 2 - 1
-    problem = jax.tree.map(lambda a: a[None], recover.Problem(op.A(x), op))
-    rec = recover.Recoverer(generators.build_generator(spec), recover.RecoverConfig(update=FLAGS.update), T)
-    z0 = recover.init_codes(jax.random.key(3), T, spec.z_dim, "fixed_z")[None]
+    problem = jax.tree.map(lambda a: a[None], engine.Problem(op.A(x), op))
+    rec = solver.Recoverer(generators.build_generator(spec), config.RecoverConfig(update=FLAGS.update), T)
+    z0 = engine.init_codes(jax.random.key(3), T, spec.z_dim, "fixed_z")[None]
 
     state, shared = rec.initial_state(z0, params)
     lowered = jax.jit(engine.single(rec.step), donate_argnums=0).lower(state, problem, shared)

@@ -36,7 +36,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from lrgen import baselines, checkpoint, engine, interpolate, interpolation, jobs, latent_paths, models, observed, outputs, pipeline, recover, selection
+from lrgen import baselines, checkpoint, config, engine, interpolation, jobs, latent_paths, observed, outputs, selection
+from lrgen.nets import generators
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/bench_interp", "Output folder (cells are resumed from here).")
@@ -47,7 +48,7 @@ flags.DEFINE_integer("iterations", engine.RecoverConfig.iterations, "Fit iterati
 flags.DEFINE_bool("table_only", False, "Only read the finished cells back into the table.")
 
 MNIST = "../shared/data/gmlr/mnist_dcgan_gmlr.npz"
-COLOUR_SPEC = models.GeneratorSpec(z_dim=32, features=(256, 128, 64, 32), channels=3)
+COLOUR_SPEC = generators.GeneratorSpec(z_dim=32, features=(256, 128, 64, 32), channels=3)
 CASES = {
     "rot_mnist": {"video": "../shared/data/gmlr/rot_mnist/seq1", "generator": MNIST},
     "two_digits": {"video": "builtin:two_digits", "generator": MNIST, "num_frames": 0},
@@ -60,7 +61,7 @@ def colour_generator(workdir: str) -> str:
     """The untrained colour generator of the walking case (written once)."""
     path = os.path.abspath(os.path.join(workdir, "colour_generator_seed0"))
     if not os.path.isdir(path):
-        params = jax.jit(lambda key: models.init_generator(COLOUR_SPEC, key))(jax.random.key(0))
+        params = jax.jit(lambda key: generators.init_generator(COLOUR_SPEC, key))(jax.random.key(0))
         checkpoint.save_generator(path, COLOUR_SPEC, params, source="random init, seed 0")
     return path
 
@@ -73,16 +74,16 @@ def run_cell(case: str, stride: int, seed: int, out: str, log) -> None:
         **spec,
         seed=seed,
         z_seed=100 + seed,
-        recover=recover.RecoverConfig(update=selection.AUTO_UPDATES[0], iterations=FLAGS.iterations),
+        recover=config.RecoverConfig(update=selection.AUTO_UPDATES[0], iterations=FLAGS.iterations),
     )
     job = observed.make_job(job, stride)
     candidates = selection.candidate_grid(selection.AUTO_UPDATES, (job.recover.rank,), latent_paths.METHODS)
-    config = interpolation.InterpolateConfig(observe_every=stride, factor=1, video_format="gif")
+    icfg = interpolation.InterpolateConfig(observe_every=stride, factor=1, video_format="gif")
     t0 = time.perf_counter()
-    fit = observed.fit_observed(job, stride, log=log, check=config.validate, candidates=candidates)
+    fit = observed.fit_observed(job, stride, log=log, check=icfg.validate, candidates=candidates)
     tmp = out + ".tmp"  # renamed when complete: a cell is either finished or absent
     shutil.rmtree(tmp, ignore_errors=True)
-    m = interpolation.run_interpolate(fit, config, tmp, log=log, flags={"benchmark": sys.argv})
+    m = interpolation.run_interpolate(fit, icfg, tmp, log=log, flags={"benchmark": sys.argv})
     m["wall_seconds"] = time.perf_counter() - t0
     outputs.write_json(os.path.join(tmp, "metrics.json"), m)
     os.replace(tmp, out)

@@ -50,7 +50,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from lrgen import baselines, checkpoint, codec, compress, compression, interpolate, io, jobs, models, outputs, pipeline, selection
+from lrgen import baselines, checkpoint, codec, compression, io, jobs, outputs, selection
+from lrgen.nets import generators
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", "", "Video to compress (as experiments.compress --video).")
@@ -80,7 +81,7 @@ flags.DEFINE_string(
 # The colour generator starts from this architecture: the original grayscale widths (k = 32,
 # 256/128/64/32) with three output channels — a quarter of the default RGB generator's cost
 # (k = 256, 512/256/128/64) on a 2-core CPU, and 8× fewer numbers per stored code.
-COLOUR_SPEC = models.GeneratorSpec(z_dim=32, features=(256, 128, 64, 32), channels=3)
+COLOUR_SPEC = generators.GeneratorSpec(z_dim=32, features=(256, 128, 64, 32), channels=3)
 
 
 def colour_sequence(num_frames: int = 32, size: int = 64) -> np.ndarray:
@@ -137,10 +138,10 @@ def jpeg_rd(frames: np.ndarray, qualities: list[int]) -> list[dict]:
         s = compression.score(x, frames)
         heads = [b[: _sos(b)] for b in blobs]
         shared = sum(len(b) for b in blobs) - sum(len(h) for h in heads[1:]) if len(set(heads)) == 1 else None
-        for codec, size in (("jpeg", sum(len(b) for b in blobs)), ("jpeg_shared_tables", shared)):
+        for name, size in (("jpeg", sum(len(b) for b in blobs)), ("jpeg_shared_tables", shared)):
             if size is not None:
                 rows.append(
-                    {"codec": codec, "setting": f"quality={q}", "bytes": size, "bpp": 8 * size / (T * H * W), **s}
+                    {"codec": name, "setting": f"quality={q}", "bytes": size, "bpp": 8 * size / (T * H * W), **s}
                 )
     return rows
 
@@ -203,9 +204,9 @@ def h264_rd(frames: np.ndarray, qps: list[int], *, keyframe_every: int = 1) -> l
         for fill, fn in fills.items() or [("", None)]:
             y = fn(x, keys.astype(np.float64), np.arange(T, dtype=np.float64)) if fn else x
             s = compression.score(y, frames)
-            codec = f"h264_keys{keyframe_every}_{fill}" if fill else "h264"
+            name = f"h264_keys{keyframe_every}_{fill}" if fill else "h264"
             rows.append(
-                {"codec": codec, "setting": f"qp={qp}", "bytes": len(stream), "bpp": 8 * len(stream) / (T * H * W), **s}
+                {"codec": name, "setting": f"qp={qp}", "bytes": len(stream), "bpp": 8 * len(stream) / (T * H * W), **s}
             )
     return rows
 
@@ -276,13 +277,13 @@ def plot(path: str, rows: list[dict], title: str, generator_bytes: int) -> None:
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     for i, key in enumerate(("psnr", "ssim")):
         ax = fig.add_subplot(1, 2, i + 1)
-        for codec, (colour, marker) in STYLE.items():
-            pts = sorted((r["bpp"], r[key]) for r in rows if r["codec"] == codec and r[key] is not None)
+        for name, (colour, marker) in STYLE.items():
+            pts = sorted((r["bpp"], r[key]) for r in rows if r["codec"] == name and r[key] is not None)
             if not pts:
                 continue
-            if codec == "lrgen":
+            if name == "lrgen":
                 pts = _pareto(pts)
-            ax.plot(*zip(*pts), color=colour, marker=marker, ms=4, lw=1.2, label=codec)
+            ax.plot(*zip(*pts), color=colour, marker=marker, ms=4, lw=1.2, label=name)
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel("PSNR (dB)" if key == "psnr" else "SSIM")
@@ -317,7 +318,7 @@ def main(argv):
     log = lambda s: print(s, flush=True)  # noqa: E731
     if FLAGS.make_colour_generator:
         spec = COLOUR_SPEC
-        params = jax.jit(lambda key: models.init_generator(spec, key))(jax.random.key(0))
+        params = jax.jit(lambda key: generators.init_generator(spec, key))(jax.random.key(0))
         checkpoint.save_generator(FLAGS.make_colour_generator, spec, params, source="random init, seed 0")
         log(f"wrote a random {spec.to_dict()} generator → {FLAGS.make_colour_generator}")
         return

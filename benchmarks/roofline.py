@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lrgen import engine, measure, models, operators, recover, solver
+from lrgen import config, engine, operators, solver
 from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds; min and median over them.")
@@ -100,7 +100,7 @@ class Timed:
 def step_contender(spec: generators.GeneratorSpec, update: str, T: int, B: int):
     S, C = spec.image_size, spec.channels
     params = generators.init_generator(spec, jax.random.key(0))
-    rec = recover.Recoverer(generators.build_generator(spec), recover.RecoverConfig(update=update), T)
+    rec = solver.Recoverer(generators.build_generator(spec), config.RecoverConfig(update=update), T)
     probs = []
     for b in range(B):
         op = operators.make(operators.MeasurementSpec("missing"), jax.random.key(b), T, (S, S, C))

@@ -32,7 +32,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from absl import app, flags
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from absl import flags, logging
 
 
-
 def resolved_flags(*module_names: str) -> dict:
     """Every flag defined by the named modules, with its value (recorded next to results)."""
     FLAGS = flags.FLAGS

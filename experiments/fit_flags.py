@@ -10,7 +10,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import flags as groups
-from lrgen import config, interpolate
+from lrgen import config, latent_paths, selection
 
 FLAGS = flags.FLAGS
 
@@ -19,8 +19,8 @@ groups.define_video(__name__, video="")
 groups.define_model(__name__, z_inits=config.Z_INITS, seed_help="Seed of random codes and random generator weights.")
 flags.DEFINE_enum(
     "method",
-    interpolate.AUTO,
-    [*interpolate.METHODS, interpolate.AUTO],
+    selection.AUTO,
+    [*latent_paths.METHODS, selection.AUTO],
     "Interpolation of latent coordinates between frames; auto: the one that best predicts held-out observed frames.",
 )
 groups.define_fit(__name__)

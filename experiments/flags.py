@@ -15,7 +15,7 @@ import sys
 
 from absl import flags
 
-from lrgen import config, jobs, lowrank, measure
+from lrgen import config, jobs, lowrank, operators
 
 FLAGS = flags.FLAGS
 IMAGE_SIZES = (32, 64, 128)
@@ -54,7 +54,7 @@ def define_measurement(module: str) -> None:
     """--measurement and its parameters."""
     module = _owner(module)
     m = module
-    flags.DEFINE_enum("measurement", "missing", list(measure.KINDS), "Measurement operator.", module_name=m)
+    flags.DEFINE_enum("measurement", "missing", list(operators.KINDS), "Measurement operator.", module_name=m)
     flags.DEFINE_float(
         "missing_ratio",
         0.8,
@@ -281,14 +281,14 @@ def z_init() -> str:
     return config.PRESET_Z_INIT[FLAGS.preset]
 
 
-def measurement_spec() -> measure.MeasurementSpec:
+def measurement_spec() -> operators.MeasurementSpec:
     """The measurement of the flags (masks read from --mask_file, which needs --measurement=missing)."""
     mask = None
     if FLAGS.mask_file:
         if FLAGS.measurement != "missing":
             raise ValueError(f"--mask_file needs --measurement=missing (got --measurement={FLAGS.measurement})")
-        mask = measure.load_mask_file(FLAGS.mask_file)
-    return measure.MeasurementSpec(
+        mask = operators.load_mask_file(FLAGS.mask_file)
+    return operators.MeasurementSpec(
         kind=FLAGS.measurement,
         missing_ratio=FLAGS.missing_ratio,
         num_measurements=FLAGS.num_measurements,

@@ -7,7 +7,7 @@ r"""Frames between observed ones from interpolated low-rank latent codes (:mod:`
 from absl import app, flags
 
 from experiments import cli, fit_flags
-from lrgen import interpolation, pipeline, recover, selection
+from lrgen import config, interpolation, jobs, selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("recover_workdir", "", "A finished experiments.recover workdir to take codes and generator from.")
@@ -16,7 +16,7 @@ flags.DEFINE_integer("observe_every", None, "s: frames 0, s, 2s, … are observe
 flags.DEFINE_integer("factor", 4, "f: generate frames at times i/f (f − 1 new frames between consecutive frames).")
 flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the interpolated video.")
 flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
-flags.DEFINE_enum("update", selection.AUTO, [*recover.UPDATES, selection.AUTO], "The fit's update (auto: chosen).")
+flags.DEFINE_enum("update", selection.AUTO, [*config.UPDATES, selection.AUTO], "The fit's update (auto: chosen).")
 flags.DEFINE_list("select_ranks", [], "Ranks to choose from by held-out observed frames (empty: --rank only).")
 flags.DEFINE_integer("select_iterations", selection.SELECT_ITERATIONS, "Iterations of each fit comparing candidates.")
 flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·n/256).")
@@ -30,7 +30,7 @@ JOB = ("video", "image_size", "num_frames", "grayscale", "generator", "z_dim", "
 def run(log) -> None:
     fit_flags.check_common()
     values = {n: FLAGS[n].value for n in (*JOB, "video_format")}
-    fit = pipeline.RecoverJob(**values, recover=cli.recover_config_from_flags())
+    fit = jobs.RecoverJob(**values, recover=cli.recover_config_from_flags())
     config = interpolation.InterpolateConfig(FLAGS.observe_every, FLAGS.factor, FLAGS.method, FLAGS.video_format)
     given = tuple(n for n in (*fit_flags.FIT_FLAGS, *FIT_ONLY, "generator_lr_decay_every") if FLAGS[n].present)
     ranks, iters, fit = tuple(FLAGS.select_ranks), FLAGS.select_iterations, fit if FLAGS.video else None

@@ -7,7 +7,7 @@ r"""Train an encoder for a trained generator (its decoder), frozen or fine-tuned
 
 Loss w·pixel MSE + (1 − w)·perceptual distance, with the DCGAN discriminator's features (default:
 the --generator workdir's, or --discriminator) or VGG-19 features (--vgg_weights, layout in
-``lrgen.dcgan.load_vgg19``). Rerunning resumes from the newest checkpoint. See ``lrgen.train``.
+``lrgen.nets.networks.load_vgg19``). Rerunning resumes from the newest checkpoint. See ``lrgen.train``.
 """
 
 from __future__ import annotations

@@ -12,12 +12,19 @@ The Python API (:mod:`lrgen.api`, loaded on first use), for notebooks::
     operator, y = lrgen.measure_frames(frames, "missing", missing_ratio=0.8)
     out = lrgen.recover_video(y, operator, generator, lrgen.RecoverConfig(iterations=100), truth=frames)
 
-Layers, from the bottom: maths without I/O (:mod:`lrgen.measure` operators, :mod:`lrgen.lowrank`,
-:mod:`lrgen.models` generator, :mod:`lrgen.metrics`, :mod:`lrgen.pixels`); the engine
-(:mod:`lrgen.config` settings, :mod:`lrgen.engine` problem, loss and pure step, batching
-strategies); the host loop (:mod:`lrgen.driver`, :mod:`lrgen.solver`); applications
-(:mod:`lrgen.recovery` one video or a manifest, :mod:`lrgen.jobs`, :mod:`lrgen.outputs`);
-infrastructure (:mod:`lrgen.io`, :mod:`lrgen.checkpoint`, :mod:`lrgen.report`).
+Layers, from the bottom (BUILD_NOTES.md, "Architecture"):
+
+* maths, no I/O: :mod:`lrgen.operators`, :mod:`lrgen.lowrank`, :mod:`lrgen.metrics`,
+  :mod:`lrgen.pixels`, :mod:`lrgen.sphere`, :mod:`lrgen.nets` (layers, generators, networks);
+* the engine: :mod:`lrgen.config` (settings, presets), :mod:`lrgen.engine` (problem, loss, the
+  pure step, batching strategies);
+* the driver: :mod:`lrgen.driver` (the host loop), :mod:`lrgen.solver` (recovery on it);
+* applications: :mod:`lrgen.recovery` (one video = a manifest of one; :mod:`lrgen.jobs`,
+  :mod:`lrgen.outputs`), :mod:`lrgen.interpolation` (:mod:`lrgen.latent_paths`,
+  :mod:`lrgen.baselines`, :mod:`lrgen.selection`, :mod:`lrgen.observed`),
+  :mod:`lrgen.compression` with the pure bitstream :mod:`lrgen.codec`, :mod:`lrgen.train`;
+* infrastructure: :mod:`lrgen.checkpoint` (every orbax call), :mod:`lrgen.io`,
+  :mod:`lrgen.loading`, :mod:`lrgen.sequences`, :mod:`lrgen.data`, :mod:`lrgen.report`.
 """
 
 import importlib

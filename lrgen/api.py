@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import engine, jobs, measure, metrics, models, pixels, solver
+from lrgen import engine, jobs, metrics, operators, pixels, solver
 from lrgen.config import RecoverConfig
+from lrgen.nets import generators
 
 
 def load_video(
@@ -36,7 +37,7 @@ def load_video(
 
 def load_generator(
     path: str = "", *, image_size: int = 64, channels: int = 1, z_dim: int | None = None, seed: int = 0
-) -> tuple[models.GeneratorSpec, Any]:
+) -> tuple[generators.GeneratorSpec, Any]:
     """(architecture, weights) of a generator: an lrgen generator directory, a training workdir,
     the original authors' .npz, or ('' ) a randomly initialised one drawn from ``seed``."""
     if path:
@@ -50,19 +51,19 @@ def load_generator(
 
 def measure_frames(
     frames: np.ndarray, kind: str = "missing", *, seed: int = 0, noise_snr_db: float | None = None, **options
-) -> tuple[measure.Operator, jax.Array]:
+) -> tuple[operators.Operator, jax.Array]:
     """(operator A, measurements y = A(x) + noise) of frames (T, H, W[, C]) in [0, 1].
 
-    ``kind`` and ``options`` are those of :class:`lrgen.measure.MeasurementSpec` (e.g.
+    ``kind`` and ``options`` are those of :class:`lrgen.operators.MeasurementSpec` (e.g.
     ``missing_ratio=0.8``, ``num_measurements=512``); y is in the model's range (x ∈ [−1, 1]).
     """
     x = _frames(frames)
     T, H, W, C = x.shape
-    spec = measure.MeasurementSpec(kind=kind, noise_snr_db=noise_snr_db, **options)
+    spec = operators.MeasurementSpec(kind=kind, noise_snr_db=noise_snr_db, **options)
     spec.validate((H, W, C), T)
     op_key, noise_key, _, _ = jax.random.split(jax.random.key(seed), 4)
-    operator = measure.make_operator(spec, op_key, T, (H, W, C))
-    return operator, measure.measure(operator, jnp.asarray(pixels.to_model(x)), noise_key, noise_snr_db)
+    operator = operators.make(spec, op_key, T, (H, W, C))
+    return operator, operator.measure(jnp.asarray(pixels.to_model(x)), noise_key)
 
 
 @dataclasses.dataclass
@@ -84,8 +85,8 @@ class Recovered:
 
 def recover_video(
     y: jax.Array,
-    operator: measure.Operator,
-    generator: tuple[models.GeneratorSpec, Any],
+    operator: operators.Operator,
+    generator: tuple[generators.GeneratorSpec, Any],
     config: RecoverConfig | None = None,
     *,
     truth: np.ndarray | None = None,
@@ -96,7 +97,7 @@ def recover_video(
     """Recover one video from its measurements (``experiments.recover`` without the files).
 
     Args:
-      y, operator: from :func:`measure_frames` (or any operator of :mod:`lrgen.measure`).
+      y, operator: from :func:`measure_frames` (or any operator of :mod:`lrgen.operators`).
       generator: (spec, params) from :func:`load_generator`.
       config: the hyperparameters (default: the faithful preset); one candidate only.
       truth: optional frames in [0, 1] for the PSNR.
@@ -118,7 +119,7 @@ def recover_video(
         holdout = engine.holdout_mask(jobs.holdout_key(seed), operator, y, cfg.holdout_fraction)
     problem = jax.tree.map(lambda a: a[None], engine.Problem(y, operator, holdout))
     x = None if truth is None else jnp.asarray(_frames(truth))[None]
-    result = solver.Recoverer(models.build_generator(spec), cfg, T).run(z0[None], problem, params, truth=x)
+    result = solver.Recoverer(generators.build_generator(spec), cfg, T).run(z0[None], problem, params, truth=x)
     psnr = None if x is None else float(metrics.psnr(jnp.asarray(result.x[0]), x[0]))
     return Recovered(frames=result.x[0], z=result.z[0], psnr=psnr, result=result)
 

@@ -11,13 +11,13 @@ workdir holding it under ``<subdir>/``::
                      params/            the flax parameters (batch norm folded)
     encoder/         encoder.json       {"format": "lrgen-encoder", "version": 1, "spec": ...,
                                          "generator_spec": ...}
-                     tree/              {params, batch_stats} of :class:`lrgen.dcgan.Encoder`
+                     tree/              {params, batch_stats} of :class:`lrgen.nets.networks.Encoder`
     discriminator/   discriminator.json {"format": "lrgen-discriminator", "features": ...,
                                          "image_size": ..., "channels": ...}
-                     tree/              {params, batch_stats} of :class:`lrgen.dcgan.Discriminator`
+                     tree/              {params, batch_stats} of :class:`lrgen.nets.networks.Discriminator`
 
 :func:`load_generator` also accepts the original authors' PyTorch state dicts saved as .npz
-(see :func:`lrgen.models.load_torch_npz`).
+(see :func:`lrgen.nets.generators.load_torch_npz`).
 
 **Run checkpoints** (:class:`Checkpointer`): one state pytree saved as ``<directory>/<step>/``,
 the latest ``keep`` kept; orbax writes into a temporary directory and renames it when complete,
@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lrgen import dcgan, io, models
+from lrgen import io
+from lrgen.nets import generators, networks
 
 
 def process_local() -> ocp.options.MultiprocessingOptions:
@@ -52,9 +53,6 @@ def process_local() -> ocp.options.MultiprocessingOptions:
     return ocp.options.MultiprocessingOptions(
         primary_host=pid, active_processes={pid}, barrier_sync_key_prefix=f"p{pid}"
     )
-
-
-_process_local_options = process_local  # the name Checkpointer's argument shadows
 
 
 # --------------------------------------------------------------------------- model directories
@@ -213,7 +211,7 @@ DISCRIMINATOR = TreeFormat(
 FORMAT, VERSION, META = GENERATOR.name, GENERATOR.version, GENERATOR.meta_file
 
 
-def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, params: Any, **extra) -> str:
+def save_generator(directory: str | os.PathLike, spec: generators.GeneratorSpec, params: Any, **extra) -> str:
     """Write ``spec`` and ``params`` to ``directory`` atomically (temporary name, then rename).
 
     Args:
@@ -226,11 +224,11 @@ def save_generator(directory: str | os.PathLike, spec: models.GeneratorSpec, par
       The absolute path written.
     """
     directory = os.path.abspath(os.fspath(directory))
-    models.check_params(spec, params, directory)
+    generators.check_params(spec, params, directory)
     return GENERATOR.save(directory, {"spec": spec.to_dict(), **extra}, params)
 
 
-def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
+def load_generator(path: str | os.PathLike) -> tuple[generators.GeneratorSpec, Any]:
     """Load (spec, params) from an lrgen generator directory, a training workdir or an .npz.
 
     Raises:
@@ -245,25 +243,25 @@ def load_generator(path: str | os.PathLike) -> tuple[models.GeneratorSpec, Any]:
             state = io.read_array_file(path, f"--generator={path}")
             if not isinstance(state, dict):  # a bare .npy array under an .npz name
                 raise ValueError(f"--generator={path}: holds a single array, not a state dict archive (.npz)")
-            spec, params = models.params_from_torch_state_dict(state, f"--generator={path}")
+            spec, params = generators.params_from_torch_state_dict(state, f"--generator={path}")
             check_finite(params, f"--generator={path}")
             return spec, params
         raise ValueError(f"--generator={path}: expected an lrgen generator directory or an .npz state dict")
     path, meta = GENERATOR.open(path)
     try:
-        spec = models.GeneratorSpec.from_dict(meta["spec"])
+        spec = generators.GeneratorSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
-    target = jax.eval_shape(lambda: models.init_generator(spec, jax.random.key(0)))
+    target = jax.eval_shape(lambda: generators.init_generator(spec, jax.random.key(0)))
     return spec, GENERATOR.load(path, target, what=f"the architecture {spec.to_dict()}")
 
 
 def save_encoder(
     directory: str | os.PathLike,
-    spec: dcgan.EncoderSpec,
+    spec: networks.EncoderSpec,
     variables: Any,
     *,
-    generator_spec: models.GeneratorSpec,
+    generator_spec: generators.GeneratorSpec,
     **extra,
 ) -> str:
     """Write the encoder's evaluation variables and architecture to ``directory`` atomically.
@@ -271,7 +269,7 @@ def save_encoder(
     Args:
       directory: destination; replaced if it already holds an encoder.
       spec: the encoder's architecture.
-      variables: ``{"params", "batch_stats"}`` of :class:`lrgen.dcgan.Encoder`.
+      variables: ``{"params", "batch_stats"}`` of :class:`lrgen.nets.networks.Encoder`.
       generator_spec: the generator it encodes for (its k and frame size must match).
       **extra: JSON-serialisable provenance.
     """
@@ -279,7 +277,7 @@ def save_encoder(
     return ENCODER.save(directory, record, {"params": variables["params"], "batch_stats": variables["batch_stats"]})
 
 
-def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
+def load_encoder(path: str | os.PathLike) -> tuple[networks.EncoderSpec, dict]:
     """(spec, variables) from an encoder directory or an encoder training workdir.
 
     Raises:
@@ -291,16 +289,16 @@ def load_encoder(path: str | os.PathLike) -> tuple[dcgan.EncoderSpec, dict]:
         raise ValueError(f"--encoder={path}: no such directory (expected an encoder directory or training workdir)")
     path, meta = ENCODER.open(path)
     try:
-        spec = dcgan.EncoderSpec.from_dict(meta["spec"])
+        spec = networks.EncoderSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--encoder={path}: malformed architecture in {ENCODER.meta_file} ({e})") from None
     return spec, ENCODER.load(path, jax.eval_shape(lambda: spec.init(jax.random.key(0))))
 
 
-def encoder_generator_spec(path: str | os.PathLike) -> models.GeneratorSpec | None:
+def encoder_generator_spec(path: str | os.PathLike) -> generators.GeneratorSpec | None:
     """The generator architecture an encoder directory (or workdir) was trained for, if recorded."""
     _, meta = ENCODER.open(path, check_version=False)
-    return models.GeneratorSpec.from_dict(meta["generator_spec"]) if "generator_spec" in meta else None
+    return generators.GeneratorSpec.from_dict(meta["generator_spec"]) if "generator_spec" in meta else None
 
 
 def save_discriminator(
@@ -311,10 +309,10 @@ def save_discriminator(
     return DISCRIMINATOR.save(directory, record, variables)
 
 
-def load_discriminator(path: str | os.PathLike) -> tuple[dcgan.Discriminator, dict, dict]:
+def load_discriminator(path: str | os.PathLike) -> tuple[networks.Discriminator, dict, dict]:
     """(module, variables, record) of a DCGAN workdir's (or a ``discriminator/`` dir's) discriminator."""
     path, meta = DISCRIMINATOR.open(path)
-    disc = dcgan.Discriminator(tuple(meta["features"]))
+    disc = networks.Discriminator(tuple(meta["features"]))
     shape = (1, meta["image_size"], meta["image_size"], meta["channels"])
     abstract = jax.eval_shape(lambda: dict(disc.init(jax.random.key(0), jnp.zeros(shape), train=False)))
     return disc, DISCRIMINATOR.load(path, abstract), meta
@@ -329,7 +327,7 @@ class Checkpointer:
         paths) and created.
       keep: how many of the latest checkpoints to keep.
       asynchronous: :meth:`save` returns while orbax writes (False: once written).
-      process_local: this process writes alone (:func:`process_local`), e.g. per-process work
+      alone: this process writes alone (:func:`process_local`), e.g. per-process work
         in a multi-host job.
 
     Example::
@@ -342,7 +340,7 @@ class Checkpointer:
     """
 
     def __init__(
-        self, directory: str | os.PathLike, *, keep: int = 2, asynchronous: bool = True, process_local: bool = False
+        self, directory: str | os.PathLike, *, keep: int = 2, asynchronous: bool = True, alone: bool = False
     ):
         self.directory = os.path.abspath(os.fspath(directory))
         os.makedirs(self.directory, exist_ok=True)  # orbax refuses create=True with active_processes
@@ -351,7 +349,7 @@ class Checkpointer:
             create=False,
             cleanup_tmp_directories=True,  # a killed run's torn step
             enable_async_checkpointing=asynchronous,
-            **({"multiprocessing_options": _process_local_options()} if process_local else {}),
+            **({"multiprocessing_options": process_local()} if alone else {}),
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -404,7 +402,6 @@ def _shapes(tree: Any) -> Any:
     return jax.tree.map(lambda a: (tuple(np.shape(a)), np.dtype(a.dtype)), tree)
 
 
-# ---------------------------------------------------------------------------- batch-run checkpoints
 class BatchCheckpoint:
     """The recovery state of one batch of a manifest job, so that a killed job resumes it.
 
@@ -414,7 +411,7 @@ class BatchCheckpoint:
     """
 
     def __init__(self, directory: str | os.PathLike):
-        self.steps = Checkpointer(directory, keep=1, asynchronous=False, process_local=True)
+        self.steps = Checkpointer(directory, keep=1, asynchronous=False, alone=True)
         self.directory = self.steps.directory
 
     def restore(self, like_state: Any) -> tuple[Any, dict] | None:

@@ -85,7 +85,7 @@ def generator_id(spec: generators.GeneratorSpec, params: Any) -> bytes:
     give the same id whether loaded from an .npz or an lrgen checkpoint, and a generator that
     differs in any weight or in shape gives another. Architecture fields left at their default
     value are not hashed (besides k, the widths and the channels), so a field added to
-    :class:`lrgen.models.GeneratorSpec` later does not change the id of existing generators.
+    :class:`lrgen.nets.generators.GeneratorSpec` later does not change the id of existing generators.
     """
     h = hashlib.sha256(json.dumps(_canonical_spec(spec), sort_keys=True).encode())
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:

@@ -36,7 +36,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, codec, encoder, io, lowrank, metrics, pipeline, pixels, recover
+from lrgen import (
+    checkpoint,
+    codec,
+    config,
+    encoder,
+    engine,
+    io,
+    jobs,
+    lowrank,
+    metrics,
+    outputs,
+    pixels,
+    recovery,
+    solver,
+)
 from lrgen.latent_paths import MAX_FACTOR, METHODS, fine_times, interpolate_codes, render
 from lrgen.nets import generators
 from lrgen.observed import fit_frames
@@ -61,7 +75,7 @@ class CompressConfig:
         other key frame's codes interpolated from the rest), chosen before the file is written.
       iterations: latent-optimisation iterations (0 = take the encoder's codes as they are).
       z_step: α of the code update (None: 200·n/256).
-      z_init: initial codes when no encoder is used (see :func:`lrgen.recover.init_codes`).
+      z_init: initial codes when no encoder is used (see :func:`lrgen.engine.init_codes`).
       z_seed: seed of those codes.
       similarity_weight: 1 − λ, temporal smoothness between consecutive key-frame codes.
       log_every: iterations between progress lines.
@@ -81,8 +95,8 @@ class CompressConfig:
     log_every: int = 100
     loop: str = "auto"
 
-    def recover_config(self) -> recover.RecoverConfig:
-        return recover.RecoverConfig(
+    def recover_config(self) -> config.RecoverConfig:
+        return config.RecoverConfig(
             update="latent",
             iterations=max(self.iterations, 1),
             rank=self.rank,
@@ -120,7 +134,7 @@ class CompressConfig:
                 + ("" if has_encoder else " (0 is allowed only with --encoder)")
             )
         self.recover_config().validate(n, z_dim)
-        recover.check_seed("--z_seed", self.z_seed)
+        config.check_seed("--z_seed", self.z_seed)
         if self.z_init not in Z_INITS:
             raise ValueError(f"--z_init={self.z_init}: allowed values are {', '.join(Z_INITS)} (or use --encoder)")
 
@@ -135,7 +149,7 @@ class CompressJob:
       encoder: path of a trained encoder ('' = latent optimisation only).
       image_size: frame size; None = the generator's.
       num_frames: first T frames, which must exist (0 = all; None = all, at most
-        ``pipeline.DEFAULT_NUM_FRAMES``).
+        ``jobs.DEFAULT_NUM_FRAMES``).
       grayscale: one channel; None = as many as the generator makes.
       config: how to encode.
     """
@@ -173,33 +187,6 @@ def render_keyframe_codes(
 
 
 # --------------------------------------------------------------------------- encoding
-def load_frames(
-    video: str, *, image_size: int, grayscale: bool, num_frames: int | None, log: Callable[[str], None] | None = None
-) -> np.ndarray:
-    """Frames (T, H, W, C) in [0, 1] of a video file, frame folder, array or ``builtin:<name>``.
-
-    ``num_frames``: T > 0 takes the first T frames and refuses a shorter video; 0 takes all;
-    None takes the first ``pipeline.DEFAULT_NUM_FRAMES``, or all of a shorter video, which
-    ``log`` then says (the rule of :func:`lrgen.pipeline.load_frames`).
-    """
-    most = pipeline.DEFAULT_NUM_FRAMES
-    n = num_frames
-    if video.startswith("builtin:"):
-        name = video.split(":", 1)[1]
-        n = min(io.BUILTIN_FRAMES.get(name, most), most) if n is None else n
-        frames = io.builtin_sequence(name, num_frames=n or None, image_size=image_size, grayscale=grayscale)
-    elif n is None:
-        frames = io.load_video(video, image_size=image_size, grayscale=grayscale, max_frames=most)
-    else:
-        frames = io.load_video(video, image_size=image_size, grayscale=grayscale, num_frames=n or None)
-    if num_frames is None and frames.shape[0] < most and log is not None:
-        log(
-            f"--video={video} has {frames.shape[0]} frames, fewer than the default {most}: "
-            f"using all {frames.shape[0]} (--num_frames=N asks for exactly N)"
-        )
-    return frames
-
-
 def load_video_for(
     job: CompressJob, spec: generators.GeneratorSpec, log: Callable[[str], None] | None = None
 ) -> np.ndarray:
@@ -211,7 +198,7 @@ def load_video_for(
             f"--generator={job.generator}: makes {spec.image_size}×{spec.image_size}×{spec.channels} frames but "
             f"--image_size={size} --{'' if gray else 'no'}grayscale asks for {size}×{size}×{1 if gray else 3}"
         )
-    frames = load_frames(job.video, image_size=size, grayscale=gray, num_frames=job.num_frames, log=log)
+    frames = jobs.load_video_frames(job.video, image_size=size, grayscale=gray, num_frames=job.num_frames, log=log)
     if not np.all(np.isfinite(frames)):
         raise ValueError(f"--video={job.video}: frames contain NaN or infinite values")
     return frames
@@ -236,12 +223,12 @@ def fit_codes(
     if z0 is None:
         if config.z_init not in Z_INITS:
             raise ValueError(f"--z_init={config.z_init}: allowed values are {', '.join(Z_INITS)} (or use --encoder)")
-        z0 = recover.init_codes(jax.random.key(config.z_seed), n, spec.z_dim, config.z_init)
+        z0 = engine.init_codes(jax.random.key(config.z_seed), n, spec.z_dim, config.z_init)
     z0 = jnp.asarray(z0, jnp.float32)
     if config.iterations == 0:
         return np.asarray(lowrank.project(z0, config.rank, config.rank_type)), {"iterations": 0, "seconds": 0.0}
-    recoverer = recover.Recoverer(generators.build_generator(spec), rc, n)
-    callback = pipeline.progress_printer(rc.iterations, log, "fit ") if log else None
+    recoverer = solver.Recoverer(generators.build_generator(spec), rc, n)
+    callback = recovery.progress_printer(rc.iterations, log, "fit ") if log else None
     z, x, _, timing = fit_frames(recoverer, z0, pixels.to_model(frames), params, frames, callback)
     stats = {
         "iterations": rc.iterations,
@@ -300,7 +287,7 @@ def compress_video(
     """
     _check_outputs(job, output)
     spec, params = checkpoint.load_generator(job.generator)
-    enc = encoder.load_encoder(job.encoder) if job.encoder else None
+    enc = checkpoint.load_encoder(job.encoder) if job.encoder else None
     frames = load_video_for(job, spec, log)
     cfg = job.config
     cfg.validate(frames.shape[0], spec.z_dim, has_encoder=enc is not None)
@@ -328,10 +315,10 @@ def compress_video(
         "seconds": time.perf_counter() - start,
         "config": dataclasses.asdict(cfg),
         "flags": flags or {},
-        "environment": pipeline.environment(),
+        "environment": outputs.environment(),
     }
     codec.write(output, data)
-    pipeline._write_json(output + ".json", out)
+    outputs.write_json(output + ".json", out)
     log(
         f"{len(data)} bytes = {out['bpp']:.4f} bpp ({out['compression_ratio_8bit']:.0f}:1 vs 8-bit), "
         f"PSNR {out['psnr']:.2f} dB, SSIM {out['ssim']:.4f} → {output} "

@@ -52,11 +52,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lrgen import io
+from lrgen import loading
 
 DATASETS = ("builtin_mnist", "mnist", "cifar10", "folder", "array", "video")
 AUGMENTATIONS = ("none", "flip", "shift", "flip_shift")
-IMAGE_EXTENSIONS = io.FRAME_EXTENSIONS
+IMAGE_EXTENSIONS = loading.FRAME_EXTENSIONS
 
 
 def _one_line(e: BaseException) -> str:
@@ -170,7 +170,7 @@ def _frames(paths: list[Path], image_size: int, grayscale: bool) -> np.ndarray:
     parts = []
     for p in paths:
         try:
-            x = io.load_video(p, image_size=image_size, grayscale=grayscale)
+            x = loading.load_video(p, image_size=image_size, grayscale=grayscale)
         except ValueError as e:
             raise ValueError(f"--data_dir={p}: {_one_line(e)}") from None
         parts.append(np.round(x * 255.0).astype(np.uint8))
@@ -223,17 +223,17 @@ def load_images(
                 raise ValueError(f"--data_dir={data_dir}: --dataset=folder needs a directory")
             return _folder(path, image_size, grayscale, crop, max_images)
         elif dataset == "array":
-            if path.suffix.lower() not in io.ARRAY_EXTENSIONS:
+            if path.suffix.lower() not in loading.ARRAY_EXTENSIONS:
                 raise ValueError(f"--data_dir={data_dir}: --dataset=array needs a .npy or .npz file")
             return _frames([path], image_size, grayscale)[: max_images or None]
         else:  # video
             paths = (
                 [path]
                 if path.is_file()
-                else sorted(p for p in path.iterdir() if p.suffix.lower() in io.VIDEO_EXTENSIONS)
+                else sorted(p for p in path.iterdir() if p.suffix.lower() in loading.VIDEO_EXTENSIONS)
             )
             if not paths:
-                raise ValueError(f"--data_dir={data_dir}: holds no video files ({', '.join(io.VIDEO_EXTENSIONS)})")
+                raise ValueError(f"--data_dir={data_dir}: holds no video files ({', '.join(loading.VIDEO_EXTENSIONS)})")
             return _frames(paths, image_size, grayscale)[: max_images or None]
     raw = raw[: max_images or None]
     if len(raw) == 0:

@@ -20,23 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, dcgan
+from lrgen.nets import networks
 from lrgen.pixels import to_model
-
-# SHIM: removed at merge — the encoder's files are lrgen.checkpoint's (callers: pipeline, compress, tests).
-FORMAT, VERSION, META = checkpoint.ENCODER.name, checkpoint.ENCODER.version, checkpoint.ENCODER.meta_file
-save_encoder = checkpoint.save_encoder
-load_encoder = checkpoint.load_encoder
-generator_spec_of = checkpoint.encoder_generator_spec
 
 
 @functools.lru_cache(maxsize=8)
-def _encode_fn(spec: dcgan.EncoderSpec):
+def _encode_fn(spec: networks.EncoderSpec):
     model = spec.build()
     return jax.jit(lambda variables, x: model.apply(variables, to_model(x), train=False))
 
 
-def encode(spec: dcgan.EncoderSpec, variables: Any, frames: np.ndarray) -> jax.Array:
+def encode(spec: networks.EncoderSpec, variables: Any, frames: np.ndarray) -> jax.Array:
     """Codes z = E(2x − 1) of frames x, each of unit norm.
 
     Args:

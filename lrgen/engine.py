@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from lrgen import lowrank, measure, pixels
+from lrgen import lowrank, operators, pixels
 from lrgen.config import (  # noqa: F401  (re-exported: the engine's settings)
     LOOPS,
     MAX_SEED,
@@ -102,12 +102,12 @@ class Problem(struct.PyTreeNode):
     """
 
     y: jax.Array
-    operator: measure.Operator
+    operator: operators.Operator
     holdout: jax.Array | None = None
     rank: jax.Array | None = None
 
 
-def holdout_mask(key: jax.Array, operator: measure.Operator, y: jax.Array, fraction: float) -> jax.Array:
+def holdout_mask(key: jax.Array, operator: operators.Operator, y: jax.Array, fraction: float) -> jax.Array:
     """A seeded fraction of the *measured* entries of y, as a 0/1 array shaped like y.
 
     Operator-agnostic: the entries with ``operator.measured(y) = 1`` (observed pixels, rows of a
@@ -236,7 +236,7 @@ class Engine:
     Everything here acts on ONE sequence (no batch axis); :data:`BATCHINGS` lift it to B.
 
     Args:
-      model: the generator module G (e.g. :class:`lrgen.models.Generator`).
+      model: the generator module G (e.g. :class:`lrgen.nets.generators.Generator`).
       config: the hyperparameters.
       num_frames: T, to resolve the default step sizes.
     """

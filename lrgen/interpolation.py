@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lrgen import checkpoint, io, pipeline, report
+from lrgen import checkpoint, io, jobs, outputs, report
 from lrgen.baselines import BASELINES
 from lrgen.latent_paths import MAX_FACTOR, METHODS, fine_times, interpolate_codes, render
 from lrgen.observed import Fit, fit_observed, load_recover_workdir, make_job
@@ -102,7 +102,7 @@ class InterpolateJob:
     """
 
     config: InterpolateConfig
-    fit: pipeline.RecoverJob | None = None
+    fit: jobs.RecoverJob | None = None
     recover_workdir: str = ""
     update: str = AUTO
     select_ranks: tuple[int | str, ...] = ()
@@ -134,7 +134,7 @@ class InterpolateJob:
         methods = METHODS if self.config.method == AUTO else (self.config.method,)
         return candidate_grid(updates, ranks, methods)
 
-    def fit_job(self, observe_every: int) -> pipeline.RecoverJob:
+    def fit_job(self, observe_every: int) -> jobs.RecoverJob:
         """The recovery job of the observed frames (``update=auto``: the first candidate's until chosen)."""
         cfg = self.fit.recover
         if cfg.iterations < 1:
@@ -224,9 +224,9 @@ def run_interpolate(
         **_metrics(fit, config, t_obs, times, method, selection, scores),
         "seconds": time.perf_counter() - start,
         "flags": flags or {},
-        "environment": pipeline.environment(),
+        "environment": outputs.environment(),
     }
-    pipeline._write_json(os.path.join(workdir, "metrics.json"), out)
+    outputs.write_json(os.path.join(workdir, "metrics.json"), out)
     _log_summary(out, fit, config, base, workdir, log)
     return out
 

@@ -284,17 +284,3 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 8) ->
     with atomic_write(path) as tmp, iio.imopen(tmp, "w", plugin="pyav") as out:
         out.init_video_stream(_video_codec(), fps=fps, pixel_format="yuv420p")
         out.write(np.ascontiguousarray(u8))
-
-
-def __getattr__(name: str):
-    # SHIM: removed at merge. Loading moved to lrgen.loading, the built-in sequences to
-    # lrgen.sequences (both import io, so they are imported here lazily, on first use).
-    if name in ("load_video", "FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "ARRAY_EXTENSIONS"):
-        from lrgen import loading
-
-        return getattr(loading, name)
-    if name in ("BUILTIN_SEQUENCES", "BUILTIN_FRAMES", "builtin_sequence"):
-        from lrgen import sequences
-
-        return getattr(sequences, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

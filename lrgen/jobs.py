@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, config, encoder, engine, io, measure, models, outputs, pixels
+from lrgen import checkpoint, config, encoder, engine, io, loading, operators, outputs, pixels, sequences
+from lrgen.nets import generators
 
 BUILTIN = "builtin:rotating_digit"
 # Frames used when no count is asked for: the first 32, or all of a shorter video.
@@ -27,8 +28,6 @@ DEFAULT_NUM_FRAMES = 32
 # A job's initial codes: the engine's draws, or encoder: z0 = E(frames) (an oracle start).
 JOB_Z_INITS = (*config.Z_INITS, "encoder")
 ENCODER_INPUTS = ("frames", "measurements")
-# Kinds whose Aᵀy is an image (to become the operators' own property at merge: op.as_image).
-IMAGE_ADJOINTS = ("identity", "missing", "denoise", "frames")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +41,7 @@ class RecoverJob:
       num_frames: first T frames, which must exist (0 = all; None = all, at most
         ``DEFAULT_NUM_FRAMES``).
       grayscale: convert to one channel (None: keep the source's channels).
-      measurement: what is measured (:class:`lrgen.measure.MeasurementSpec`).
+      measurement: what is measured (:class:`lrgen.operators.MeasurementSpec`).
       mask_file: path the masks came from ('' if drawn at random), for the record.
       generator: lrgen generator directory, training workdir or original .npz; '' = random init.
       z_dim: latent size k for a randomly initialised generator (None: 32 gray / 256 RGB).
@@ -64,7 +63,7 @@ class RecoverJob:
     image_size: int = 64
     num_frames: int | None = None
     grayscale: bool | None = True
-    measurement: measure.MeasurementSpec = dataclasses.field(default_factory=measure.MeasurementSpec)
+    measurement: operators.MeasurementSpec = dataclasses.field(default_factory=operators.MeasurementSpec)
     mask_file: str = ""
     generator: str = ""
     z_dim: int | None = None
@@ -83,35 +82,41 @@ class RecoverJob:
 
 
 def load_frames(job: RecoverJob, log: Callable[[str], None] | None = None) -> np.ndarray:
-    """Frames (T, H, W, C) in [0, 1] for ``job.video``.
+    """Frames (T, H, W, C) in [0, 1] for ``job.video`` (:func:`load_video_frames`)."""
+    return load_video_frames(
+        job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=job.num_frames, log=log
+    )
 
-    ``job.num_frames``: T > 0 takes the first T frames and refuses a shorter video; 0 takes all;
+
+def load_video_frames(
+    video: str, *, image_size: int, grayscale: bool | None, num_frames: int | None, log: Callable[[str], None] | None
+) -> np.ndarray:
+    """Frames (T, H, W, C) in [0, 1] of a video file, frame folder, array or ``builtin:<name>``.
+
+    ``num_frames``: T > 0 takes the first T frames and refuses a shorter video; 0 takes all;
     None (no count asked for) takes the first ``DEFAULT_NUM_FRAMES``, or all of a shorter video,
-    which ``log`` then says.
+    which ``log`` then says. ``grayscale`` None keeps the file's channels (built-ins: gray).
     """
-    n = job.num_frames
-    if job.video.startswith("builtin:"):
-        name = job.video.split(":", 1)[1]
-        if n is None:
-            n = min(io.BUILTIN_FRAMES.get(name, DEFAULT_NUM_FRAMES), DEFAULT_NUM_FRAMES)
-        frames = io.builtin_sequence(
-            name, num_frames=n or None, image_size=job.image_size, grayscale=job.grayscale is not False
+    n, most = num_frames, DEFAULT_NUM_FRAMES
+    if video.startswith("builtin:"):
+        name = video.split(":", 1)[1]
+        n = min(sequences.BUILTIN_FRAMES.get(name, most), most) if n is None else n
+        frames = sequences.builtin_sequence(
+            name, num_frames=n or None, image_size=image_size, grayscale=grayscale is not False
         )
     elif n is None:
-        frames = io.load_video(
-            job.video, image_size=job.image_size, grayscale=job.grayscale, max_frames=DEFAULT_NUM_FRAMES
-        )
+        frames = loading.load_video(video, image_size=image_size, grayscale=grayscale, max_frames=most)
     else:
-        frames = io.load_video(job.video, image_size=job.image_size, grayscale=job.grayscale, num_frames=n or None)
-    if job.num_frames is None and frames.shape[0] < DEFAULT_NUM_FRAMES and log is not None:
+        frames = loading.load_video(video, image_size=image_size, grayscale=grayscale, num_frames=n or None)
+    if num_frames is None and frames.shape[0] < most and log is not None:
         log(
-            f"--video={job.video} has {frames.shape[0]} frames, fewer than the default {DEFAULT_NUM_FRAMES}: "
+            f"--video={video} has {frames.shape[0]} frames, fewer than the default {most}: "
             f"using all {frames.shape[0]} (--num_frames=N asks for exactly N)"
         )
     return frames
 
 
-def load_model(job: RecoverJob, channels: int) -> tuple[models.GeneratorSpec, Any]:
+def load_model(job: RecoverJob, channels: int) -> tuple[generators.GeneratorSpec, Any]:
     """The generator's architecture and weights, checked against the frames."""
     if job.generator:
         spec, params = checkpoint.load_generator(job.generator)
@@ -123,7 +128,7 @@ def load_model(job: RecoverJob, channels: int) -> tuple[models.GeneratorSpec, An
         if job.z_dim is not None and job.z_dim != spec.z_dim:
             raise ValueError(f"--z_dim={job.z_dim}: the generator {job.generator} has k = {spec.z_dim}")
         return spec, params
-    spec = models.GeneratorSpec.default(image_size=job.image_size, channels=channels, z_dim=job.z_dim)
+    spec = generators.GeneratorSpec.default(image_size=job.image_size, channels=channels, z_dim=job.z_dim)
     return spec, None
 
 
@@ -132,7 +137,7 @@ class Sequence:
     """One prepared sequence: its frames, operator, measurements and initial codes."""
 
     frames: np.ndarray  # (T, H, W, C) in [0, 1]
-    operator: measure.Operator
+    operator: operators.Operator
     y: jax.Array
     z0: jax.Array
     holdout: jax.Array | None = None  # measured entries left out of the loss (holdout_fraction > 0)
@@ -154,7 +159,7 @@ def check_workdir(job: RecoverJob, workdir: str) -> None:
         io.check_not_inputs("--workdir", workdir, inputs, written=os.path.join(workdir, "generator"), inside=True)
 
 
-def check_job(job: RecoverJob, frame_shape: tuple[int, ...], spec: models.GeneratorSpec) -> None:
+def check_job(job: RecoverJob, frame_shape: tuple[int, ...], spec: generators.GeneratorSpec) -> None:
     """Every value check that needs the data; raises ValueError naming the flag."""
     T, H, W, C = frame_shape
     config.check_seed("--seed", job.seed)
@@ -170,10 +175,10 @@ def check_job(job: RecoverJob, frame_shape: tuple[int, ...], spec: models.Genera
 
 @functools.lru_cache(maxsize=4)
 def _load_encoder(path: str):
-    return encoder.load_encoder(path)
+    return checkpoint.load_encoder(path)
 
 
-def check_encoder(job: RecoverJob, frame_shape: tuple[int, int, int], spec: models.GeneratorSpec) -> None:
+def check_encoder(job: RecoverJob, frame_shape: tuple[int, int, int], spec: generators.GeneratorSpec) -> None:
     """``--z_init=encoder`` needs an ``--encoder`` made for this generator's k and frame size."""
     if job.encoder_input not in ENCODER_INPUTS:
         raise ValueError(f"--encoder_input={job.encoder_input}: allowed values are {', '.join(ENCODER_INPUTS)}")
@@ -183,10 +188,10 @@ def check_encoder(job: RecoverJob, frame_shape: tuple[int, int, int], spec: mode
         if job.encoder_input != "frames":
             raise ValueError(f"--encoder_input={job.encoder_input} is only used with --z_init=encoder")
         return
-    if job.encoder_input == "measurements" and job.measurement.kind not in IMAGE_ADJOINTS:
+    if job.encoder_input == "measurements" and job.measurement.kind not in operators.IMAGE_KINDS:
         raise ValueError(
             f"--encoder_input=measurements: needs a measurement whose adjoint is an image "
-            f"({', '.join(IMAGE_ADJOINTS)}); got --measurement={job.measurement.kind}"
+            f"({', '.join(operators.IMAGE_KINDS)}); got --measurement={job.measurement.kind}"
         )
     if not job.encoder:
         raise ValueError("--z_init=encoder needs --encoder=<encoder directory or encoder training workdir>")
@@ -199,14 +204,14 @@ def check_encoder(job: RecoverJob, frame_shape: tuple[int, int, int], spec: mode
         )
 
 
-def init_params(job: RecoverJob, spec: models.GeneratorSpec, params: Any | None) -> Any:
+def init_params(job: RecoverJob, spec: generators.GeneratorSpec, params: Any | None) -> Any:
     """The loaded weights, or random ones drawn from the job's seed."""
     if params is not None:
         return params
-    return models.init_generator(spec, jax.random.split(jax.random.key(job.seed), 4)[3])
+    return generators.init_generator(spec, jax.random.split(jax.random.key(job.seed), 4)[3])
 
 
-def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.GeneratorSpec) -> Sequence:
+def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: generators.GeneratorSpec) -> Sequence:
     """Operator, measurements and initial codes of one video, all drawn from ``job.seed``.
 
     The randomness depends on the seed alone, never on where the video sits in a batch, so a
@@ -216,8 +221,8 @@ def prepare_sequence(job: RecoverJob, frames: np.ndarray, spec: models.Generator
         raise ValueError(f"--video={job.video}: frames contain NaN or infinite values")
     T, H, W, C = frames.shape
     op_key, noise_key, z_key, _ = jax.random.split(jax.random.key(job.seed), 4)
-    operator = measure.make_operator(job.measurement, op_key, T, (H, W, C))
-    y = measure.measure(operator, jnp.asarray(pixels.to_model(frames)), noise_key, job.measurement.noise_snr_db)
+    operator = operators.make(job.measurement, op_key, T, (H, W, C))
+    y = operator.measure(jnp.asarray(pixels.to_model(frames)), noise_key)  # A x + noise at the spec's SNR
     if not bool(jnp.all(jnp.isfinite(y))):
         raise ValueError(
             f"--video={job.video}: measurements contain NaN or infinite values (check the frames and --mask_file)"
@@ -242,7 +247,7 @@ def holdout_key(seed: int) -> jax.Array:
 
 
 def candidate_batch(
-    job: RecoverJob, seq: Sequence, spec: models.GeneratorSpec, params: Any
+    job: RecoverJob, seq: Sequence, spec: generators.GeneratorSpec, params: Any
 ) -> tuple[jax.Array, engine.Problem, list, Any]:
     """The candidates of one video as one batch: (z0 (B, T, k), batched problem, their settings,
     per-candidate starting weights or None).
@@ -261,7 +266,7 @@ def candidate_batch(
             key = jax.random.fold_in(jax.random.key(job.seed), 0x51 + j)
             z_key, w_key = jax.random.split(key)
             z0s.append(seq.z0 if j == 0 else engine.init_codes(z_key, T, k, "random"))
-            weights.append(params if j == 0 or not fresh_weights else models.init_generator(spec, w_key))
+            weights.append(params if j == 0 or not fresh_weights else generators.init_generator(spec, w_key))
             ranks.append(r)
             table.append({"rank": r, "start": j})
     B = len(z0s)
@@ -269,5 +274,3 @@ def candidate_batch(
     problem = jax.tree.map(rep, seq.problem).replace(rank=jnp.asarray(ranks, jnp.int32))
     own = jax.tree.map(lambda *w: jnp.stack(w), *weights) if fresh_weights else None
     return jnp.stack(z0s), problem, table, own
-
-

@@ -82,7 +82,7 @@ def factorise(z: np.ndarray, rank: int, rank_type: str = "svd") -> tuple[np.ndar
     After the matching projection the factorisation reproduces Z exactly (up to rounding).
     ``rank`` 0 (unconstrained codes) keeps every direction, d = min(n, k), which reproduces any Z.
     d is clipped to min(n, k). Float64 numpy, deterministic, so that an encoder and a decoder
-    (:mod:`lrgen.compress`) and interpolation agree bit for bit. Used to draw codes in their
+    (:mod:`lrgen.codec`) and interpolation agree bit for bit. Used to draw codes in their
     low-rank coordinates, to interpolate them and to store them compactly.
 
     Returns:

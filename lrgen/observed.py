@@ -5,7 +5,7 @@ that reproduces them. They come from one of two places:
 
 * :func:`fit_observed`: with ``observe_every`` = s only frames 0, s, 2s, … are observed — the
   frame-level measurement ``operators.MeasurementSpec(kind="frames", observe_every=s)`` — and
-  their codes (and, for joint updates, G's weights) are fitted here by :mod:`lrgen.recover`,
+  their codes (and, for joint updates, G's weights) are fitted here by :mod:`lrgen.solver`,
   optionally after choosing the settings on held-out observed frames
   (:func:`lrgen.selection.select_candidates`). The fit sees only the observed frames: the frame
   operator's data term is the same up to the factor n/T that the default step size
@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, io, metrics, operators, pipeline, recover
+from lrgen import checkpoint, config, engine, io, jobs, metrics, operators, recovery, solver
 from lrgen.nets import generators
 from lrgen.selection import SELECT_ITERATIONS, Candidate, select_candidates
 
@@ -50,7 +50,7 @@ class Fit:
       selection: the table of candidates (:func:`lrgen.selection.select_candidates`), or None.
     """
 
-    job: pipeline.RecoverJob
+    job: jobs.RecoverJob
     frames: np.ndarray
     observed: np.ndarray
     z: np.ndarray
@@ -70,7 +70,7 @@ def observed_frames(num_frames: int, observe_every: int) -> np.ndarray:
 
 
 def fit_frames(
-    recoverer: recover.Recoverer,
+    recoverer: solver.Recoverer,
     z0: jax.Array,
     y: jax.Array,
     params: Any,
@@ -80,7 +80,7 @@ def fit_frames(
     """Fit codes (and weights, when the configuration trains G) to one sequence, y = I(x).
 
     Used by both applications: interpolation fits the observed frames, compression the key
-    frames. :meth:`lrgen.recover.Recoverer.run` takes a batch of B sequences (leading axis on
+    frames. :meth:`lrgen.solver.Recoverer.run` takes a batch of B sequences (leading axis on
     z0, y and truth); one sequence is a batch of one, and this is the one place where the
     applications add that axis and take it off again.
 
@@ -89,7 +89,7 @@ def fit_frames(
       ``params``), ``seconds``, ``compile_seconds``, ``seconds_per_iteration`` and the final
       ``measurement_loss``).
     """
-    problem = recover.Problem(jnp.asarray(y)[None], operators.Identity())
+    problem = engine.Problem(jnp.asarray(y)[None], operators.Identity())
     result = recoverer.run(jnp.asarray(z0)[None], problem, params, truth=jnp.asarray(truth)[None], callback=callback)
     if recoverer.config.trains_generator:
         params = jax.tree.map(lambda p: p[0], result.params)
@@ -102,13 +102,13 @@ def fit_frames(
     return np.asarray(result.z[0]), result.x[0], params, stats
 
 
-def make_job(job: pipeline.RecoverJob, observe_every: int) -> pipeline.RecoverJob:
+def make_job(job: jobs.RecoverJob, observe_every: int) -> jobs.RecoverJob:
     """``job`` with the frame-level hold-out operator as its measurement."""
     return dataclasses.replace(job, measurement=operators.MeasurementSpec(kind="frames", observe_every=observe_every))
 
 
 def fit_observed(
-    job: pipeline.RecoverJob,
+    job: jobs.RecoverJob,
     observe_every: int,
     *,
     log: Callable[[str], None] = print,
@@ -127,15 +127,15 @@ def fit_observed(
     alone (:func:`lrgen.selection.select_candidates`) and the chosen configuration is then
     fitted on all of them; ``Fit.method`` is the chosen path and ``Fit.selection`` the table.
     """
-    frames = pipeline.load_frames(job, log)
+    frames = jobs.load_frames(job, log)
     T = frames.shape[0]
     if check is not None:
         check(T)
-    spec, params = pipeline.load_model(job, frames.shape[-1])
+    spec, params = jobs.load_model(job, frames.shape[-1])
     observed = observed_frames(T, observe_every)
     _check_fit(job, frames.shape, spec, int(observed.sum()), observe_every, candidates)
-    params = pipeline.init_params(job, spec, params)
-    seq = pipeline.prepare_sequence(job, frames, spec)
+    params = jobs.init_params(job, spec, params)
+    seq = jobs.prepare_sequence(job, frames, spec)
     idx = np.flatnonzero(observed)
     method, selection = None, None
     start = time.perf_counter()
@@ -158,10 +158,10 @@ def fit_observed(
         job = dataclasses.replace(job, recover=chosen.config(job.recover))
         method = chosen.method
     n = len(idx)
-    recoverer = recover.Recoverer(generators.build_generator(spec), job.recover, n)
+    recoverer = solver.Recoverer(generators.build_generator(spec), job.recover, n)
     what = f"{n} observed frames (every {observe_every}) of {job.video}"
-    log(pipeline.describe(job, recoverer, (n, *frames.shape[1:]), what))
-    progress = pipeline.progress_printer(job.recover.iterations, log)
+    log(recovery.describe(job, recoverer, (n, *frames.shape[1:]), what))
+    progress = recovery.progress_printer(job.recover.iterations, log)
     z, x, params, stats = fit_frames(recoverer, seq.z0[idx], seq.y[idx], params, frames[idx], progress)
     fit = {
         "psnr_observed_fit": float(metrics.psnr(x, frames[idx])),
@@ -186,15 +186,15 @@ def _check_fit(job, frames_shape, spec, n: int, observe_every: int, candidates) 
                 f"(n={n} observed frames of T={T} with --observe_every={observe_every}, k={spec.z_dim})"
             )
         cfg.validate(n, spec.z_dim)
-    pipeline.check_job(dataclasses.replace(job, recover=dataclasses.replace(job.recover, rank=0)), frames_shape, spec)
+    jobs.check_job(dataclasses.replace(job, recover=dataclasses.replace(job.recover, rank=0)), frames_shape, spec)
 
 
-def job_from_dict(d: dict) -> pipeline.RecoverJob:
-    """Rebuild a :class:`lrgen.pipeline.RecoverJob` from ``RecoverJob.to_dict()`` (metrics.json)."""
+def job_from_dict(d: dict) -> jobs.RecoverJob:
+    """Rebuild a :class:`lrgen.jobs.RecoverJob` from ``RecoverJob.to_dict()`` (metrics.json)."""
     d = dict(d)
     d["measurement"] = operators.MeasurementSpec(**d["measurement"])
-    d["recover"] = recover.RecoverConfig(**d["recover"])
-    return pipeline.RecoverJob(**d)
+    d["recover"] = config.RecoverConfig(**d["recover"])
+    return jobs.RecoverJob(**d)
 
 
 def load_recover_workdir(workdir: str, observe_every: int | None = None) -> Fit:
@@ -219,7 +219,7 @@ def load_recover_workdir(workdir: str, observe_every: int | None = None) -> Fit:
             f"(--measurement={job.measurement.kind}); leave --observe_every unset or pass {run_every}"
         )
     spec, params, source = _generator_of(workdir, where, job, spec)
-    frames = pipeline.load_frames(job)
+    frames = jobs.load_frames(job)
     if frames.shape[0] != z.shape[0] or z.shape[1] != spec.z_dim:
         raise ValueError(f"{where}: codes {z.shape} do not fit {frames.shape[0]} frames and k={spec.z_dim}")
     observed = observed_frames(frames.shape[0], run_every)
@@ -249,7 +249,7 @@ def _read_recover_workdir(workdir: str, where: str):
     return m, job, spec, z
 
 
-def _generator_of(workdir: str, where: str, job: pipeline.RecoverJob, spec: generators.GeneratorSpec):
+def _generator_of(workdir: str, where: str, job: jobs.RecoverJob, spec: generators.GeneratorSpec):
     """(spec, params, source) of the generator a recover run's codes belong to."""
     gdir = os.path.join(workdir, "generator")
     if job.recover.trains_generator and not os.path.isdir(gdir):
@@ -266,4 +266,4 @@ def _generator_of(workdir: str, where: str, job: pipeline.RecoverJob, spec: gene
                 "run from the directory the recover run ran in"
             )
         return (*checkpoint.load_generator(job.generator), job.generator)
-    return spec, pipeline.init_params(job, spec, None), f"random (seed {job.seed})"
+    return spec, jobs.init_params(job, spec, None), f"random (seed {job.seed})"

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, io, lowrank, measure, metrics, pixels, report
+from lrgen import checkpoint, io, lowrank, metrics, pixels, report
 
 WORKDIR_FILES = ("metrics.json", "reconstruction.npz", "grid.png", "curves.png", "latent.png")
 SUMMARY_FIELDS = ("video", "key", "psnr", "ssim", "measurement_loss", "iterations", "seconds", "device", "batch")
@@ -99,7 +99,7 @@ def write_video_results(job, workdir: str, seq, result, b: int, spec, recoverer,
     ssim = float(metrics.ssim(jnp.asarray(x_rec), jnp.asarray(x)))
     with io.atomic_write(os.path.join(workdir, "reconstruction.npz")) as tmp:
         np.savez_compressed(tmp, frames=x_rec.astype(np.float32), z=z)
-    seen = measure.observed_image(seq.operator, seq.y)
+    seen = seq.operator.as_image(seq.y)
     rows = [x] + ([np.clip(pixels.to_unit(np.asarray(seen)), 0, 1)] if seen is not None else []) + [x_rec]
     report.save_grid(os.path.join(workdir, "grid.png"), rows)
     io.write_video(os.path.join(workdir, f"reconstruction.{job.video_format}"), x_rec)

@@ -36,12 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, io, metrics, models, outputs, solver
+from lrgen import checkpoint, io, metrics, outputs, solver
 from lrgen.jobs import (  # noqa: F401  (part of this API)
     BUILTIN,
     DEFAULT_NUM_FRAMES,
     ENCODER_INPUTS,
-    IMAGE_ADJOINTS,
     JOB_Z_INITS,
     RecoverJob,
     Sequence,
@@ -54,6 +53,7 @@ from lrgen.jobs import (  # noqa: F401  (part of this API)
     load_model,
     prepare_sequence,
 )
+from lrgen.nets import generators
 
 
 def read_manifest(path: str) -> list[str]:
@@ -221,7 +221,7 @@ class _Run:
     """What every batch of one job shares."""
 
     job: RecoverJob
-    spec: models.GeneratorSpec
+    spec: generators.GeneratorSpec
     params: object
     mesh: jax.sharding.Mesh | None
     options: BatchOptions
@@ -324,7 +324,7 @@ def run_videos(job: RecoverJob, videos: list[str], run: _Run) -> dict[str, dict]
         out = run.workdir if run.single else os.path.join(run.workdir, "videos", key)
         items.append(_Video(path, key, out, prepare_sequence(vjob, x, spec)))
     run = dataclasses.replace(run, spec=spec, params=params)
-    model = models.build_generator(spec)
+    model = generators.build_generator(spec)
     per_batch = 1 if run.single else -(-run.options.batch_size // len(jax.local_devices())) * len(jax.local_devices())
     groups: dict[tuple, list[_Video]] = {}
     for it in items:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import metrics, operators, pipeline, recover
+from lrgen import config, engine, jobs, metrics, operators, solver
 from lrgen.baselines import BASELINES
 from lrgen.latent_paths import METHODS, interpolate_codes, render
 from lrgen.nets import generators
@@ -68,7 +68,7 @@ class Candidate:
 
     Attributes:
       recover: (field, value) pairs replacing fields of the job's
-        :class:`lrgen.recover.RecoverConfig` (e.g. ``(("update", "joint"), ("rank", 2))``); any
+        :class:`lrgen.config.RecoverConfig` (e.g. ``(("update", "joint"), ("rank", 2))``); any
         field can be a candidate dimension, so a new recovery setting is one more entry.
       method: ``linear`` or ``slerp`` path between the fitted codes.
     """
@@ -80,7 +80,7 @@ class Candidate:
     def name(self) -> str:
         return " ".join([*(f"{k}={v}" for k, v in self.recover), f"method={self.method}"])
 
-    def config(self, base: recover.RecoverConfig) -> recover.RecoverConfig:
+    def config(self, base: config.RecoverConfig) -> config.RecoverConfig:
         return dataclasses.replace(base, **dict(self.recover))
 
 
@@ -161,7 +161,7 @@ def _pick(rows: list[dict]) -> int:
 
 
 def select_candidates(
-    job: pipeline.RecoverJob,
+    job: jobs.RecoverJob,
     spec: generators.GeneratorSpec,
     params: Any,
     frames: np.ndarray,
@@ -179,7 +179,7 @@ def select_candidates(
     c's configuration, interpolate the codes along c's path to the held-out times and render
     them; c's error is E(c) of the module docstring. Candidates that share a configuration (they
     differ in the path only) share one fit; each configuration fits all folds as one batch
-    (leading axis B = folds) of :class:`lrgen.recover.Recoverer`. Only observed frames are used:
+    (leading axis B = folds) of :class:`lrgen.solver.Recoverer`. Only observed frames are used:
     the frames being generated are never seen.
 
     Args:
@@ -239,11 +239,11 @@ def select_candidates(
     return candidates[best], record
 
 
-def _fit_folds(cfg: recover.RecoverConfig, spec, params, frames, y, z0, folds) -> recover.RecoverResult:
+def _fit_folds(cfg: config.RecoverConfig, spec, params, frames, y, z0, folds) -> solver.RecoverResult:
     """Fit every fold's frames with ``cfg``, the folds as one batch (leading axis B = folds)."""
     fitted = np.stack([f for f, _ in folds])
-    recoverer = recover.Recoverer(generators.build_generator(spec), cfg, fitted.shape[1])
-    problem = recover.Problem(y[fitted], operators.Identity())
+    recoverer = solver.Recoverer(generators.build_generator(spec), cfg, fitted.shape[1])
+    problem = engine.Problem(y[fitted], operators.Identity())
     return recoverer.run(z0[fitted], problem, params, truth=jnp.asarray(frames[fitted]))
 
 

@@ -72,7 +72,7 @@ class Recoverer(engine.Engine):
     Build it once and call :meth:`run` on batches of sequences of one shape.
 
     Args:
-      model: the generator module (e.g. :class:`lrgen.models.Generator`).
+      model: the generator module (e.g. :class:`lrgen.nets.generators.Generator`).
       config: the hyperparameters.
       num_frames: T, to resolve the default step sizes.
     """

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from benchmarks import bad_inputs
-from lrgen import io, pipeline
+from lrgen import jobs, loading, sequences
+
 
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory) -> Path:
@@ -51,27 +52,27 @@ def test_the_table_names_every_case(results):
 # --------------------------------------------------------------------------- defaults
 def test_unset_num_frames_takes_a_shorter_video_whole_and_says_so(fixtures):
     said = []
-    job = pipeline.RecoverJob(video=str(fixtures / "video20.npy"), image_size=32)
+    job = jobs.RecoverJob(video=str(fixtures / "video20.npy"), image_size=32)
     assert job.num_frames is None
-    assert pipeline.load_frames(job, said.append).shape[0] == 20
+    assert jobs.load_frames(job, said.append).shape[0] == 20
     assert len(said) == 1 and "has 20 frames, fewer than the default 32: using all 20" in said[0]
     # An explicit count is exact: fewer frames than asked for are refused, naming the file.
     with pytest.raises(ValueError, match="video20.npy.*has 20 frames but num_frames=21 were asked for"):
-        pipeline.load_frames(pipeline.RecoverJob(video=job.video, image_size=32, num_frames=21))
-    assert pipeline.load_frames(pipeline.RecoverJob(video=job.video, image_size=32, num_frames=0)).shape[0] == 20
+        jobs.load_frames(jobs.RecoverJob(video=job.video, image_size=32, num_frames=21))
+    assert jobs.load_frames(jobs.RecoverJob(video=job.video, image_size=32, num_frames=0)).shape[0] == 20
 
 
 def test_unset_num_frames_takes_at_most_32_and_builtins_their_own_length(tmp_path):
     long = tmp_path / "long.npy"
     np.save(long, np.zeros((40, 8, 8), np.float32))
     said = []
-    assert pipeline.load_frames(pipeline.RecoverJob(video=str(long), image_size=8), said.append).shape[0] == 32
+    assert jobs.load_frames(jobs.RecoverJob(video=str(long), image_size=8), said.append).shape[0] == 32
     assert not said
-    assert pipeline.load_frames(pipeline.RecoverJob(video=str(long), image_size=8, num_frames=0)).shape[0] == 40
-    assert io.load_video(long, image_size=8, max_frames=50).shape[0] == 40
+    assert jobs.load_frames(jobs.RecoverJob(video=str(long), image_size=8, num_frames=0)).shape[0] == 40
+    assert loading.load_video(long, image_size=8, max_frames=50).shape[0] == 40
     # Built-in sequences: their natural length, at most 32 (rotating_digit: 32, so no message).
-    digit = pipeline.RecoverJob(video="builtin:rotating_digit", image_size=32)
-    assert pipeline.load_frames(digit, said.append).shape[0] == io.BUILTIN_FRAMES["rotating_digit"] == 32
+    digit = jobs.RecoverJob(video="builtin:rotating_digit", image_size=32)
+    assert jobs.load_frames(digit, said.append).shape[0] == sequences.BUILTIN_FRAMES["rotating_digit"] == 32
     assert not said
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrgen import engine, jobs, measure, recovery, solver
+from lrgen import engine, jobs, operators, recovery
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
@@ -63,7 +63,7 @@ def test_manifest_results_equal_single_runs_and_summary(tmp_path):
         z_dim=8,
         z_init="random",
         video_format="gif",
-        measurement=measure.MeasurementSpec(missing_ratio=0.5),
+        measurement=operators.MeasurementSpec(missing_ratio=0.5),
         recover=engine.RecoverConfig(update="joint", iterations=10, log_every=5),
     )
     rows = recovery.run_manifest(
@@ -107,12 +107,14 @@ def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
 _SHARDED_SCRIPT = r"""
 import json, re, sys
 import jax, jax.numpy as jnp, numpy as np
-from lrgen import engine, jobs, measure, models, solver
+from lrgen import engine, jobs, solver
+from lrgen import operators
+from lrgen.nets import generators
 T, S, iterations = (int(a) for a in sys.argv[1:4])
 report = {}
 for update in ("latent", "joint"):
     job = jobs.RecoverJob(image_size=S, num_frames=T, z_init="random",
-        measurement=measure.MeasurementSpec(missing_ratio=0.5),
+        measurement=operators.MeasurementSpec(missing_ratio=0.5),
         recover=engine.RecoverConfig(update=update, iterations=iterations, log_every=iterations // 2, loop="python"))
     spec, _ = jobs.load_model(job, 1)
     params = jobs.init_params(job, spec, None)
@@ -121,9 +123,9 @@ for update in ("latent", "joint"):
     z0 = jnp.stack([s.z0 for s in seqs])
     problem = jax.tree.map(lambda *v: jnp.stack(v), *[s.problem for s in seqs])
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seq",))
-    rec = solver.Recoverer(models.build_generator(spec), job.recover, T)
+    rec = solver.Recoverer(generators.build_generator(spec), job.recover, T)
     sharded = rec.run(z0, problem, params, mesh=mesh)
-    one = solver.Recoverer(models.build_generator(spec), job.recover, T).run(z0, problem, params)
+    one = solver.Recoverer(generators.build_generator(spec), job.recover, T).run(z0, problem, params)
     hlo = "\n".join(e.as_text() for ex in rec.cache.values() for e in ex)
     svd_ranks = [len(m.split(",")) for m in re.findall(r"= \(f32\[([0-9,]*)\][^\n]*?lapack_sgesdd", hlo)]
     report[update] = {
@@ -261,9 +263,9 @@ def test_manifest_errors(tmp_path):
 def test_matrix_free_gaussian_equals_dense():
     key = jax.random.key(3)
     T, shape, m = 3, (8, 8, 3), 50
-    dense = measure.make_operator(measure.MeasurementSpec("gaussian", num_measurements=m), key, T, shape)
-    free = measure.make_operator(
-        measure.MeasurementSpec("gaussian", num_measurements=m, matrix_free=True, matrix_free_chunk=16), key, T, shape
+    dense = operators.make(operators.MeasurementSpec("gaussian", num_measurements=m), key, T, shape)
+    free = operators.make(
+        operators.MeasurementSpec("gaussian", num_measurements=m, matrix_free=True, matrix_free_chunk=16), key, T, shape
     )
     x = jax.random.normal(jax.random.key(1), (T, *shape))
     y = jax.random.normal(jax.random.key(2), (T, m))

@@ -291,13 +291,13 @@ def test_encoder_codes_start_the_fit(tmp_path, gen):
     encoder = pytest.importorskip("lrgen.encoder", reason="the encoder (training work) is not in this lrgen")
     enc, out = tmp_path / "enc", tmp_path / "v.lrgv"
     espec = networks.EncoderSpec(z_dim=SPEC.z_dim, features=(8, 16), channels=1, image_size=32)
-    encoder.save_encoder(enc, espec, espec.init(jax.random.key(0)), generator_spec=SPEC)
+    checkpoint.save_encoder(enc, espec, espec.init(jax.random.key(0)), generator_spec=SPEC)
     cfg = compression.CompressConfig(keyframe_every=3, iterations=0, bits=16)
     job = compression.CompressJob(
         video="builtin:rotating_digit", generator=str(gen), encoder=str(enc), num_frames=7, config=cfg
     )
     compression.compress_video(job, str(out), log=lambda s: None)
     frames = compression.load_video_for(job, SPEC)
-    z0 = encoder.encode(*encoder.load_encoder(enc), frames[[0, 3, 6]])
+    z0 = encoder.encode(*checkpoint.load_encoder(enc), frames[[0, 3, 6]])
     want = np.asarray(lowrank.project(jnp.asarray(z0), 2, "pca"))
     np.testing.assert_allclose(codec.read(out).z(), want, atol=1e-3)

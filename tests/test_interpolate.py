@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from lrgen import baselines, checkpoint, interpolation, latent_paths, lowrank, observed, operators, pipeline, selection
+from lrgen import baselines, checkpoint, interpolation, jobs, latent_paths, lowrank, observed, operators, selection
 from lrgen.nets import generators
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_hold_out_scores_exactly_the_missing_frames(tmp_path):
     truth = latent_paths.render(SPEC, params, z_true)
     seen = observed.observed_frames(T, 2)
     fit = observed.Fit(
-        job=pipeline.RecoverJob(),
+        job=jobs.RecoverJob(),
         frames=truth,
         observed=seen,
         z=z_true[seen],
@@ -281,12 +281,12 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
 @pytest.mark.skipif(not (SHARED / "data/gmlr/rot_mnist/seq1").is_dir(), reason="../shared/data/gmlr is not available")
 def test_real_sequence_loads_with_the_original_generator():
     job = observed.make_job(
-        pipeline.RecoverJob(
+        jobs.RecoverJob(
             video=str(SHARED / "data/gmlr/rot_mnist/seq1"), generator=str(SHARED / "data/gmlr/mnist_dcgan_gmlr.npz")
         ),
         4,
     )
-    frames = pipeline.load_frames(job)
-    spec, _ = pipeline.load_model(job, frames.shape[-1])
+    frames = jobs.load_frames(job)
+    spec, _ = jobs.load_model(job, frames.shape[-1])
     assert frames.shape == (32, 64, 64, 1) and spec.z_dim == 32
     assert list(np.flatnonzero(observed.observed_frames(32, 4))) == [0, 4, 8, 12, 16, 20, 24, 28]

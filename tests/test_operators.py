@@ -142,7 +142,7 @@ def test_cases_cover_every_kind():
 
 
 def _measure_before_issue_9(op, x, key, snr_db):
-    """lrgen.measure.measure as it was before noise moved into the operators, verbatim."""
+    """lrgen.operators.Operator.measure as it was before noise moved into the operators, verbatim."""
     y = op.A(x)
     if snr_db is None:
         return y

@@ -8,9 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from lrgen import engine, lowrank, measure, models, solver
+from lrgen import engine, lowrank, operators, solver
+from lrgen.nets import generators
 
-SPEC = models.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
+SPEC = generators.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
 T = 6
 
 
@@ -19,15 +20,15 @@ def _problem(seed: int, kind: str = "missing"):
     key = jax.random.key(seed)
     # The PyTorch 0.4 init makes a tiny network's output almost constant; scale it up so the
     # frames have contrast and the problem is well posed.
-    params = jax.tree.map(lambda w: 3.0 * w, models.init_generator(SPEC, jax.random.key(42)))
-    model = models.build_generator(SPEC)
+    params = jax.tree.map(lambda w: 3.0 * w, generators.init_generator(SPEC, jax.random.key(42)))
+    model = generators.build_generator(SPEC)
     a, b = jax.random.normal(key, (2, SPEC.z_dim))
     z_true = a + jnp.linspace(0, 1, T)[:, None] * b
     x = model.apply({"params": params}, z_true)
-    op = measure.make_operator(
-        measure.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=64), key, T, x.shape[1:]
+    op = operators.make(
+        operators.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=64), key, T, x.shape[1:]
     )
-    y = measure.measure(op, x, key)
+    y = op.measure(x, key)
     return model, params, engine.Problem(y, op), x * 0.5 + 0.5
 
 

@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from lrgen import checkpoint, encoder, operators, pipeline, train
+from lrgen import checkpoint, encoder, jobs, operators, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
@@ -229,16 +229,16 @@ def test_recover_loads_trained_generators_and_encoder(trained, tmp_path):
     m = json.loads((tmp_path / "dc" / "metrics.json").read_text())
     assert m["generator_spec"]["arch"] == "dcgan_bn" and m["job"]["z_init"] == "encoder"
     # An encoder made for another generator (k = 100 vs 6) is refused with one line.
-    job = pipeline.RecoverJob(
+    job = jobs.RecoverJob(
         generator=str(trained["glo"]), z_init="encoder", encoder=str(trained["encoder"]), image_size=32
     )
-    spec, _ = pipeline.load_model(job, 1)
+    spec, _ = jobs.load_model(job, 1)
     with pytest.raises(ValueError, match="--encoder=.*k=100 codes, but the generator has k=6"):
-        pipeline.check_encoder(job, (32, 32, 1), spec)
+        jobs.check_encoder(job, (32, 32, 1), spec)
     with pytest.raises(ValueError, match="--z_init=encoder needs --encoder"):
-        pipeline.check_encoder(pipeline.RecoverJob(z_init="encoder"), (32, 32, 1), spec)
+        jobs.check_encoder(jobs.RecoverJob(z_init="encoder"), (32, 32, 1), spec)
     with pytest.raises(ValueError, match="--encoder_input=measurements is only used with --z_init=encoder"):
-        pipeline.check_encoder(pipeline.RecoverJob(encoder_input="measurements"), (32, 32, 1), spec)
+        jobs.check_encoder(jobs.RecoverJob(encoder_input="measurements"), (32, 32, 1), spec)
 
 
 def test_encoder_start_from_measurements(trained):
@@ -246,15 +246,15 @@ def test_encoder_start_from_measurements(trained):
     meta = json.loads((trained["encoder"] / "encoder" / "encoder.json").read_text())
     assert meta["input_missing_ratio"] == 0.5
     spec, _ = checkpoint.load_generator(trained["dcgan"])
-    frames = pipeline.load_frames(pipeline.RecoverJob(video="builtin:rotating_digit", image_size=32, num_frames=4))
-    job = pipeline.RecoverJob(
+    frames = jobs.load_frames(jobs.RecoverJob(video="builtin:rotating_digit", image_size=32, num_frames=4))
+    job = jobs.RecoverJob(
         generator=str(trained["dcgan"]), z_init="encoder", encoder=str(trained["encoder"]), image_size=32
     )
-    oracle = pipeline.prepare_sequence(job, frames, spec)
-    measured = pipeline.prepare_sequence(dataclasses.replace(job, encoder_input="measurements"), frames, spec)
+    oracle = jobs.prepare_sequence(job, frames, spec)
+    measured = jobs.prepare_sequence(dataclasses.replace(job, encoder_input="measurements"), frames, spec)
     seen = np.clip((np.asarray(measured.operator.A_adjoint(measured.y)) + 1) / 2, 0, 1)
     assert (seen == 0.5).mean() > 0.75  # 80 % missing (default): mid-grey where nothing is measured
-    e_spec, e_vars = encoder.load_encoder(trained["encoder"])
+    e_spec, e_vars = checkpoint.load_encoder(trained["encoder"])
     np.testing.assert_allclose(measured.z0, encoder.encode(e_spec, e_vars, seen), atol=1e-6)
     np.testing.assert_allclose(oracle.z0, encoder.encode(e_spec, e_vars, frames), atol=1e-6)
     assert not np.allclose(measured.z0, oracle.z0, atol=1e-3)
@@ -262,7 +262,7 @@ def test_encoder_start_from_measurements(trained):
         job, encoder_input="measurements", measurement=operators.MeasurementSpec("gaussian", num_measurements=64)
     )
     with pytest.raises(ValueError, match="--encoder_input=measurements: needs a measurement whose adjoint is an image"):
-        pipeline.check_encoder(gaussian, (32, 32, 1), spec)
+        jobs.check_encoder(gaussian, (32, 32, 1), spec)
 
 
 def test_drop_pixels_drops_the_ratio_in_all_channels_at_once():

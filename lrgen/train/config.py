@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from lrgen import recover
+from lrgen import config
 from lrgen.nets import generators, networks
 
 METHODS = ("glo", "dcgan")
@@ -53,7 +53,7 @@ class LoopConfig:
         for name in ("num_steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}={getattr(self, name)}: must be ≥ 1")
-        recover.check_seed("--seed", self.seed)
+        config.check_seed("--seed", self.seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +149,7 @@ class EncoderTrainConfig:
       pixel_weight: w in L_E (1 = pixels only).
       discriminator: DCGAN training workdir (or ``discriminator/`` dir) whose features are φ;
         '' = the ``--generator`` workdir's, when it has one.
-      vgg_weights: VGG-19 .npz (layout: :func:`lrgen.dcgan.load_vgg19`); overrides the
+      vgg_weights: VGG-19 .npz (layout: :func:`lrgen.nets.networks.load_vgg19`); overrides the
         discriminator; vgg_layer: its feature layer.
       z_dim: must equal the generator's k when given.
       width: g of the encoder (widths g…8g).

@@ -23,8 +23,7 @@ import optax
 from flax import struct
 
 from lrgen import checkpoint, data, sphere
-from lrgen import dcgan as networks
-from lrgen.nets import generators
+from lrgen.nets import generators, networks
 from lrgen.pixels import to_unit
 from lrgen.train import workdir as records
 from lrgen.train.config import GeneratorTrainConfig
@@ -61,7 +60,7 @@ class DCGAN:
     def __init__(self, cfg: GeneratorTrainConfig, spec: generators.GeneratorSpec, batches, workdir: str):
         self.cfg, self.spec, self.workdir = cfg, spec, workdir
         self.g = TrainGenerator(spec)
-        self.d_features = networks.widths(cfg.data.image_size, cfg.width, up=False)
+        self.d_features = generators.widths(cfg.data.image_size, cfg.width, up=False)
         self.disc = networks.Discriminator(self.d_features)
         self.g_opt, self.d_opt = optax.adam(*cfg.adam), optax.adam(*cfg.adam)
         self.steps_per_epoch = batches.steps_per_epoch

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import jax
 from flax import struct
 
-from lrgen import checkpoint, recover
+from lrgen import checkpoint, engine
 from lrgen.train import workdir as records
 from lrgen.train.config import LoopConfig
 
@@ -106,7 +106,7 @@ def run(
             on_start()
         progress = _Progress(task, loop, inputs, workdir, log, ckpt, start)
         t0 = time.perf_counter()
-        step = recover.compile_fast(jax.jit(task.step, donate_argnums=0).lower(state, *inputs.get(start)))
+        step = engine.compile_fast(jax.jit(task.step, donate_argnums=0).lower(state, *inputs.get(start)))
         progress.compile_seconds = time.perf_counter() - t0
         if start >= loop.num_steps:
             log(f"nothing to do: the checkpoint is at step {start} ≥ --num_steps={loop.num_steps}")

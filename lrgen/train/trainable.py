@@ -2,7 +2,7 @@
 
 ``gmlr`` generators have parameters only; ``dcgan_bn`` ones carry batch statistics in training
 and are exported with batch norm folded into per-channel affine maps
-(:func:`lrgen.dcgan.fold_generator`), the form recovery loads.
+(:func:`lrgen.nets.generators.fold_generator`), the form recovery loads.
 """
 
 from __future__ import annotations

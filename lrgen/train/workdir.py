@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lrgen import data, io, pipeline, report
+from lrgen import data, io, outputs, report
 from lrgen.train.config import DataConfig
 
 CHECKPOINTS = "checkpoints"
@@ -62,7 +62,7 @@ def write_config(workdir: str, cfg, flags: dict | None, extra: dict) -> None:
         "config": dataclasses.asdict(cfg),
         "fingerprint": fingerprint(cfg),
         "flags": flags or {},
-        "environment": pipeline.environment(),
+        "environment": outputs.environment(),
         **extra,
     }
     _write_json(os.path.join(workdir, "config.json"), out)
