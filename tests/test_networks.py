@@ -127,14 +127,14 @@ def test_encoder_outputs_unit_codes_and_round_trips(tmp_path):
     assert z.shape == (3, 5)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
     gspec = generators.GeneratorSpec(5, (8, 4, 2), 1)
-    encoder_lib.save_encoder(tmp_path / "run" / "encoder", spec, variables, generator_spec=gspec, note="t")
-    spec2, loaded = encoder_lib.load_encoder(tmp_path / "run")
-    assert spec2 == spec and encoder_lib.generator_spec_of(tmp_path / "run") == gspec
+    checkpoint.save_encoder(tmp_path / "run" / "encoder", spec, variables, generator_spec=gspec, note="t")
+    spec2, loaded = checkpoint.load_encoder(tmp_path / "run")
+    assert spec2 == spec and checkpoint.encoder_generator_spec(tmp_path / "run") == gspec
     np.testing.assert_array_equal(encoder_lib.encode(spec2, loaded, frames), z)
     with pytest.raises(ValueError, match="encode: frames have shape"):
         encoder_lib.encode(spec, variables, frames[:, :16, :16])
     with pytest.raises(ValueError, match="--encoder=.*holds no encoder.json"):
-        encoder_lib.load_encoder(tmp_path)
+        checkpoint.load_encoder(tmp_path)
 
 
 def test_vgg_loader_reads_the_documented_layout(tmp_path):
