@@ -42,7 +42,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks import batch_throughput
+from benchmarks import batch_throughput, torch_reference
 from lrgen import engine, solver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,23 +171,19 @@ def _lrgen_once(shared: Path, out: Path, iterations: int, tag: str, S: int, T: i
 def _torch_once(shared: Path, out: Path, iterations: int, tag: str, mode: str, device: str, T: int) -> dict:
     js = out / f"torch_{mode}_{tag}.json"
     data = shared / "data/gmlr"
-    cmd = [
+    cmd = torch_reference.command(
         FLAGS.torch_python,
-        str(shared / "bench/gmlr_torch.py"),
-        str(data / "rot_mnist/seq1"),
-        "--measurement=missing",
-        "--missing-ratio=0.8",
-        "--update=joint",
-        "--rank=2",
-        "--rank-type=pca",
-        f"--iters={iterations}",
-        f"--device={device}",
-        f"--mode={mode}",
-        f"--weights={data / 'mnist_dcgan_gmlr.npz'}",
-        f"--matrix-dir={data}",
-        f"--warmup={min(10, iterations // 2)}",
-        f"--out-json={js}",
-    ]
+        shared,
+        iterations=iterations,
+        mode=mode,
+        device=device,
+        extra=[
+            f"--weights={data / 'mnist_dcgan_gmlr.npz'}",
+            f"--matrix-dir={data}",
+            f"--warmup={min(10, iterations // 2)}",
+            f"--out-json={js}",
+        ],
+    )
     if FLAGS.tiny:
         cmd.append(f"--max-frames={T}")
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)

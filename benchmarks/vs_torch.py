@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from benchmarks import torch_reference
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -97,24 +99,20 @@ def run_lrgen(loop: str, out: Path, iterations: int, tag: str, preset: str = "fa
 def run_torch(mode: str, out: Path, iterations: int, tag: str) -> dict:
     js = out / f"torch_{mode}_{tag}.json"
     first_check = FLAGS.psnr_every if tag == "quality" else iterations  # speed rounds: the final PSNR only
-    cmd = [
+    cmd = torch_reference.command(
         FLAGS.torch_python,
-        str(SHARED / "bench/gmlr_torch.py"),
-        str(SHARED / "data/gmlr/rot_mnist/seq1"),
-        "--measurement=missing",
-        "--missing-ratio=0.8",
-        "--update=joint",
-        "--rank=2",
-        "--rank-type=pca",
-        f"--iters={iterations}",
-        f"--threads={FLAGS.threads}",
-        f"--device={FLAGS.device}",
-        f"--mode={mode}",
-        f"--out-json={js}",
-        f"--out-loss={out / f'torch_{mode}_{tag}_loss.npy'}",
-        "--psnr-at",
-        *[str(i) for i in range(first_check, iterations + 1, FLAGS.psnr_every)],
-    ]
+        SHARED,
+        iterations=iterations,
+        mode=mode,
+        device=FLAGS.device,
+        extra=[
+            f"--threads={FLAGS.threads}",
+            f"--out-json={js}",
+            f"--out-loss={out / f'torch_{mode}_{tag}_loss.npy'}",
+            "--psnr-at",
+            *[str(i) for i in range(first_check, iterations + 1, FLAGS.psnr_every)],
+        ],
+    )
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     r = json.loads(js.read_text())
     # Per-iteration times (PSNR checks excluded): cumulative seconds at each checked iteration.
