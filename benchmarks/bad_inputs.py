@@ -335,8 +335,19 @@ CASES: dict[str, list[Case]] = {
         _m("wrong type", "--manifest is not text", "--manifest", "--manifest={F}/manifest_binary.txt"),
         _m("empty file", "--manifest lists nothing", "--manifest", "--manifest={F}/manifest_empty.txt"),
         _m("missing file", "--manifest names a missing video", "--manifest", "--manifest={F}/manifest_missing.txt"),
-        _m("corrupt file", "--manifest lists a truncated .npz", "video_trunc.npz", "--manifest={F}/manifest_corrupt.txt"),
-        _m("unwritable output", "--manifest, workdir a file", "--workdir", "--manifest={F}/manifest.txt", "--workdir={F}/afile"),
+        _m(
+            "corrupt file",
+            "--manifest lists a truncated .npz",
+            "video_trunc.npz",
+            "--manifest={F}/manifest_corrupt.txt",
+        ),
+        _m(
+            "unwritable output",
+            "--manifest, workdir a file",
+            "--workdir",
+            "--manifest={F}/manifest.txt",
+            "--workdir={F}/afile",
+        ),
         _m(
             "unwritable output",
             "--manifest, workdir's parent is a file",

@@ -44,8 +44,10 @@ def layer_table():
     n = FLAGS.frames
     spec = generators.GeneratorSpec.default(image_size=64, channels=FLAGS.channels)
     widths = (*spec.features, spec.channels)
-    print(f"transposed-convolution layers, N={n}, backend={jax.default_backend()}, {jax.devices()[0]}, "
-          f"load {os.getloadavg()}")
+    print(
+        f"transposed-convolution layers, N={n}, backend={jax.default_backend()}, {jax.devices()[0]}, "
+        f"load {os.getloadavg()}"
+    )
     cols = [f"fwd {h}" for h in layers._FORWARDS] + [f"dx {h}" for h in layers._GRADS_X]
     cols += [f"dW {h}" for h in layers._GRADS_W]
     print("| layer | " + " | ".join(cols) + " | picks (fwd, dx, dW) |")
@@ -56,9 +58,18 @@ def layer_table():
         x = jax.random.normal(k1, (n, h, h, c_in))
         w = jax.random.normal(k2, (c_in, c_out, 4, 4))
         dy = jax.random.normal(k3, (n, 2 * h, 2 * h, c_out))
-        fns = {f"fwd {how}": (lambda a, b, how=how: layers._conv_transpose_fwd(a, b, how), x, w) for how in layers._FORWARDS}
-        fns |= {f"dx {how}": (lambda a, b, how=how: layers._conv_transpose_grad_x(a, b, how), dy, w) for how in layers._GRADS_X}
-        fns |= {f"dW {how}": (lambda a, b, how=how: layers._conv_transpose_grad_w(a, b, how), x, dy) for how in layers._GRADS_W}
+        fns = {
+            f"fwd {how}": (lambda a, b, how=how: layers._conv_transpose_fwd(a, b, how), x, w)
+            for how in layers._FORWARDS
+        }
+        fns |= {
+            f"dx {how}": (lambda a, b, how=how: layers._conv_transpose_grad_x(a, b, how), dy, w)
+            for how in layers._GRADS_X
+        }
+        fns |= {
+            f"dW {how}": (lambda a, b, how=how: layers._conv_transpose_grad_w(a, b, how), x, dy)
+            for how in layers._GRADS_W
+        }
         compiled = {k: (engine.compile_fast(jax.jit(f).lower(*a)), a) for k, (f, *a) in fns.items()}
         times: dict[str, list[float]] = {k: [] for k in compiled}
         for _ in range(FLAGS.rounds):
@@ -70,8 +81,11 @@ def layer_table():
                 jax.block_until_ready(out)
                 times[k].append((time.perf_counter() - t0) / FLAGS.steps * 1e3)
         cell = [f"{min(times[k]):.2f}" for k in cols]
-        picks = (layers._forward_formulation(x.shape, c_out), layers._grad_x_formulation(c_out),
-                 layers._grad_w_formulation(c_out))
+        picks = (
+            layers._forward_formulation(x.shape, c_out),
+            layers._grad_x_formulation(c_out),
+            layers._grad_w_formulation(c_out),
+        )
         print(f"| {h}→{2 * h}, {c_in}→{c_out} | " + " | ".join(cell) + f" | {', '.join(picks)} |", flush=True)
     print(f"load after {os.getloadavg()}")
 

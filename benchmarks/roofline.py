@@ -172,26 +172,38 @@ def main(argv):
         print(f"round {r + 1}/{FLAGS.rounds}, load {os.getloadavg()[0]:.1f}", flush=True)
 
     rate = 2.0 * n**3 / min(mm_times)
-    print(f"\nbackend={jax.default_backend()} ({jax.devices()[0].device_kind}), load before {load0}, "
-          f"after {os.getloadavg()}")
-    print(f"fp32 matmul {n}²: best {min(mm_times) * 1e3:.1f} ms = **{rate / 1e9:.0f} GFLOP/s** "
-          f"(median {2.0 * n**3 / np.median(mm_times) / 1e9:.0f})\n")
-    print("| generator | update | B | GFLOP analytic | GFLOP XLA | min ms | median ms | GFLOP/s | "
-          "fraction of matmul rate | batching | compile s |")
+    print(
+        f"\nbackend={jax.default_backend()} ({jax.devices()[0].device_kind}), load before {load0}, "
+        f"after {os.getloadavg()}"
+    )
+    print(
+        f"fp32 matmul {n}²: best {min(mm_times) * 1e3:.1f} ms = **{rate / 1e9:.0f} GFLOP/s** "
+        f"(median {2.0 * n**3 / np.median(mm_times) / 1e9:.0f})\n"
+    )
+    print(
+        "| generator | update | B | GFLOP analytic | GFLOP XLA | min ms | median ms | GFLOP/s | "
+        "fraction of matmul rate | batching | compile s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (cfg, update, B), (c, xf, cs, how) in steps.items():
         fl = step_flops(specs[cfg], update, B * T)
         xla = xf
         t = min(c.times)
-        print(f"| {cfg} 64×64 | {update} | {B} | {fl / 1e9:.2f} | {xla / 1e9:.2f} | {t * 1e3:.1f} | "
-              f"{np.median(c.times) * 1e3:.1f} | {fl / t / 1e9:.0f} | **{fl / t / rate:.2f}** | {how} | {cs:.1f} |")
+        print(
+            f"| {cfg} 64×64 | {update} | {B} | {fl / 1e9:.2f} | {xla / 1e9:.2f} | {t * 1e3:.1f} | "
+            f"{np.median(c.times) * 1e3:.1f} | {fl / t / 1e9:.0f} | **{fl / t / rate:.2f}** | {how} | {cs:.1f} |"
+        )
     if layers:
         print(f"\nPer layer, gray generator, N = {T} frames:\n")
-        print("| layer | part | GFLOP | min ms | median ms | GFLOP/s | fraction of matmul rate |\n|---|---|---|---|---|---|---|")
+        print(
+            "| layer | part | GFLOP | min ms | median ms | GFLOP/s | fraction of matmul rate |\n|---|---|---|---|---|---|---|"
+        )
         for name, part, fl, c in layers:
             t = min(c.times)
-            print(f"| {name} | {part} | {fl / 1e9:.3f} | {t * 1e3:.2f} | {np.median(c.times) * 1e3:.2f} | "
-                  f"{fl / t / 1e9:.0f} | {fl / t / rate:.2f} |")
+            print(
+                f"| {name} | {part} | {fl / 1e9:.3f} | {t * 1e3:.2f} | {np.median(c.times) * 1e3:.2f} | "
+                f"{fl / t / 1e9:.0f} | {fl / t / rate:.2f} |"
+            )
 
 
 if __name__ == "__main__":

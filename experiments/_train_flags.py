@@ -80,7 +80,9 @@ def define_encoder_flags() -> None:
         "DCGAN training workdir whose discriminator gives the perceptual features (default: --generator's).",
     )
     flags.DEFINE_string(
-        "vgg_weights", "", "VGG-19 weights .npz for perceptual features instead (layout: lrgen.nets.networks.load_vgg19)."
+        "vgg_weights",
+        "",
+        "VGG-19 weights .npz for perceptual features instead (layout: lrgen.nets.networks.load_vgg19).",
     )
     flags.DEFINE_enum("vgg_layer", "relu2_2", list(networks.VGG_LAYER_NAMES), "VGG-19 feature layer.")
     flags.DEFINE_integer("width", 64, "Encoder base width g (layers g…8g).")

@@ -407,4 +407,3 @@ class Norm(nn.Module):
         else:
             mean, var = ra_mean.value, ra_var.value
         return (x - mean) * (lax.rsqrt(var + BN_EPS) * scale) + bias
-

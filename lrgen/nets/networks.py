@@ -79,7 +79,6 @@ class Encoder(nn.Module):
         return sphere.normalize(e)
 
 
-
 # --------------------------------------------------------------------------- VGG-19 features
 VGG19_LAYERS = (
     ("conv1_1", 64), ("conv1_2", 64), "pool",
