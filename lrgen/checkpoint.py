@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -187,6 +188,14 @@ class TreeFormat:
             path, self.meta_file, self.name, self.flag, subdir=self.subdir, kind=self.kind, version=version
         )
 
+    def open_spec(self, path: str | os.PathLike, from_dict: Callable[[dict], Any]) -> tuple[str, dict, Any]:
+        """(directory, record, architecture) of ``path``: :meth:`open`, then ``from_dict(record["spec"])``."""
+        path, meta = self.open(path)
+        try:
+            return path, meta, from_dict(meta["spec"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{self.flag}={path}: malformed architecture in {self.meta_file} ({e})") from None
+
     def load(self, directory: str, abstract: Any, what: str = "the architecture it declares") -> Any:
         """The tree of an opened directory, restored against ``abstract`` (shapes checked, finite)."""
         return load_tree(directory, abstract, self.flag, subdir=self.tree, what=what)
@@ -247,11 +256,7 @@ def load_generator(path: str | os.PathLike) -> tuple[generators.GeneratorSpec, A
             check_finite(params, f"--generator={path}")
             return spec, params
         raise ValueError(f"--generator={path}: expected an lrgen generator directory or an .npz state dict")
-    path, meta = GENERATOR.open(path)
-    try:
-        spec = generators.GeneratorSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"--generator={path}: malformed architecture in {META} ({e})") from None
+    path, _, spec = GENERATOR.open_spec(path, generators.GeneratorSpec.from_dict)
     target = jax.eval_shape(lambda: generators.init_generator(spec, jax.random.key(0)))
     return spec, GENERATOR.load(path, target, what=f"the architecture {spec.to_dict()}")
 
@@ -287,11 +292,7 @@ def load_encoder(path: str | os.PathLike) -> tuple[networks.EncoderSpec, dict]:
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise ValueError(f"--encoder={path}: no such directory (expected an encoder directory or training workdir)")
-    path, meta = ENCODER.open(path)
-    try:
-        spec = networks.EncoderSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"--encoder={path}: malformed architecture in {ENCODER.meta_file} ({e})") from None
+    path, _, spec = ENCODER.open_spec(path, networks.EncoderSpec.from_dict)
     return spec, ENCODER.load(path, jax.eval_shape(lambda: spec.init(jax.random.key(0))))
 
 
@@ -339,9 +340,7 @@ class Checkpointer:
         ckpt.close()                                                        # waits for the writes
     """
 
-    def __init__(
-        self, directory: str | os.PathLike, *, keep: int = 2, asynchronous: bool = True, alone: bool = False
-    ):
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 2, asynchronous: bool = True, alone: bool = False):
         self.directory = os.path.abspath(os.fspath(directory))
         os.makedirs(self.directory, exist_ok=True)  # orbax refuses create=True with active_processes
         options = ocp.CheckpointManagerOptions(
