@@ -220,6 +220,9 @@ def define_method(module: str) -> None:
     flags.DEFINE_integer(
         "screen", 0, "Run all candidates this many iterations, then only the best (0 = all to the end).", module_name=m
     )
+    flags.DEFINE_bool(
+        "ensemble", False, "Return the mean of the best candidates, how many chosen by held-out error.", module_name=m
+    )
 
 
 def define_batch(module: str) -> None:

@@ -58,6 +58,9 @@ class RecoverConfig:
       restarts: random starts of the codes per candidate rank (the first keeps ``z_init``).
       screen: with several candidates, run them all only this many iterations, then continue
         the one with the lowest held-out error alone (0 = all run to the end).
+      ensemble: with several candidates, return the mean of the best m of them (by held-out
+        error), m chosen by the held-out error of the mean (:mod:`lrgen.ensemble`; m = 1: the
+        best one alone).
     """
 
     update: str = "joint"
@@ -81,6 +84,7 @@ class RecoverConfig:
     candidate_ranks: tuple[int, ...] = ()
     restarts: int = 1
     screen: int = 0
+    ensemble: bool = False
 
     def validate(self, num_frames: int, z_dim: int) -> None:
         """Raise ValueError naming the flag, the bad value and what is allowed (:func:`validate`)."""
@@ -162,6 +166,14 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         raise ValueError(f"--screen={config.screen}: must be ≥ 0 (0 = no screening)")
     if config.restarts < 1:
         raise ValueError(f"--restarts={config.restarts}: must be ≥ 1")
+    if config.ensemble and (config.candidates < 2 or config.holdout_fraction <= 0):
+        raise ValueError(
+            "--ensemble: averages several candidates chosen by held-out error; needs --restarts or "
+            f"--candidate_ranks giving ≥ 2 candidates (got {config.candidates}) and --holdout_fraction > 0 "
+            f"(got {config.holdout_fraction})"
+        )
+    if config.ensemble and 0 < config.screen < config.iterations:
+        raise ValueError(f"--ensemble: every candidate must run to the end; needs --screen=0 (got {config.screen})")
     if config.candidates > 1 and config.update == "generator":
         raise ValueError(
             "--candidate_ranks/--restarts: candidates differ in their codes; needs --update=latent or joint"

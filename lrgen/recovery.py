@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, io, metrics, outputs, solver
+from lrgen import checkpoint, ensemble, io, metrics, outputs, solver
 from lrgen.jobs import (  # noqa: F401  (part of this API)
     BUILTIN,
     DEFAULT_NUM_FRAMES,
@@ -208,6 +208,18 @@ def choose_candidate(result: solver.RecoverResult, table: list[dict], frames: np
     return b, rows
 
 
+def average_candidates(result: solver.RecoverResult, b: int, table: list[dict], seq: Sequence, log) -> dict:
+    """Replace candidate ``b``'s frames and held-out error in ``result`` by the mean of the best
+    candidates (:func:`lrgen.ensemble.select`); mark the members in ``table``; return the record."""
+    members, mean, curve = ensemble.select(result.x, result.holdout_error, seq.problem)
+    result.x, result.holdout_error = np.array(result.x), np.array(result.holdout_error)
+    result.x[b], result.holdout_error[b] = mean, curve[len(members) - 1]
+    for i, row in enumerate(table):
+        row["in_ensemble"] = i in members
+    log(f"ensemble of {len(members)} (held-out error by size: {', '.join(f'{e:.4g}' for e in curve)})")
+    return {"ensemble": {"members": members, "holdout_error_by_size": curve}}
+
+
 @dataclasses.dataclass
 class _Video:
     path: str
@@ -247,7 +259,7 @@ def _recover_candidates(run: _Run, rec: solver.Recoverer, video: _Video):
     else:
         z0, problem = seq.z0[None], jax.tree.map(lambda v: v[None], seq.problem)
         table = [{"rank": cfg.rank, "start": 0}]
-    progress = progress_printer(cfg.iterations, run.log)
+    progress, extra = progress_printer(cfg.iterations, run.log), {}
     if len(table) > 1 and 0 < cfg.screen < cfg.iterations:
         result = screen_then_continue(rec, z0, problem, run.params, truth, own, progress, run.log, table)
         b, table = choose_candidate(result.screened, table, seq.frames)
@@ -256,12 +268,14 @@ def _recover_candidates(run: _Run, rec: solver.Recoverer, video: _Video):
         result = rec.run(z0, problem, run.params, truth=truth, callback=progress, own_params=own)
         b, table = choose_candidate(result, table, seq.frames)
         b_final = b
+        if cfg.ensemble:
+            extra = average_candidates(result, b, table, seq, run.log)
     if len(table) > 1:
         run.log("candidates (chosen by held-out error; PSNR for information only):")
         for row in table:
             run.log("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     # With screening the table is as measured when the survivor was chosen.
-    return result, [b_final], {"flags": run.flags, "candidates": table, "chosen": table[b]}
+    return result, [b_final], {"flags": run.flags, "candidates": table, "chosen": table[b], **extra}
 
 
 def _recover_batch(run: _Run, rec: solver.Recoverer, members: list[_Video], per_batch: int):

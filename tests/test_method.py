@@ -212,3 +212,32 @@ def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
     assert res.iterations == alone.iterations == 9 and res.history["measurement_loss"].shape == (1, 9)
     np.testing.assert_allclose(res.z[0], alone.z[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(res.holdout_error[0], alone.holdout_error[0], rtol=1e-4)
+
+
+def test_ensemble_averages_independent_errors_and_keeps_a_lone_best():
+    """Greedy selection by held-out error: E_1 is the best candidate's own held-out error; the
+    mean of candidates with independent errors is chosen whole; a lone exact one stays alone."""
+    from lrgen import ensemble
+
+    _, _, prob, truth = _problem(7, holdout=0.3)
+    noise = 0.05 * jax.random.normal(jax.random.key(1), (4, *truth.shape))
+    frames = np.array(truth[None] + noise)
+    scores = np.array([ensemble.holdout_error(f, prob) for f in frames])
+    members, mean, curve = ensemble.select(frames, scores, prob)
+    assert sorted(members) == [0, 1, 2, 3] and curve[0] == pytest.approx(scores.min(), rel=1e-6)
+    assert curve[-1] < 0.5 * curve[0]  # noise variance σ²/4 against σ²
+    np.testing.assert_allclose(mean, frames.mean(0), atol=1e-6)
+    frames[2] = np.asarray(truth)
+    scores = np.array([ensemble.holdout_error(f, prob) for f in frames])
+    members, mean, _ = ensemble.select(frames, scores, prob)
+    assert members == [2] and np.array_equal(mean, frames[2])
+    with pytest.raises(ValueError, match="held-out"):
+        ensemble.select(frames, scores, prob.replace(holdout=None))
+
+
+def test_ensemble_needs_candidates_a_holdout_set_and_no_screening():
+    ok = engine.RecoverConfig(restarts=3, holdout_fraction=0.1, ensemble=True)
+    ok.validate(num_frames=8, z_dim=8)
+    for bad in (dict(restarts=1), dict(holdout_fraction=0.0), dict(screen=10)):
+        with pytest.raises(ValueError, match="^--ensemble"):
+            dataclasses.replace(ok, **bad).validate(num_frames=8, z_dim=8)
