@@ -125,9 +125,7 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         raise ValueError(f"--rank_type={config.rank_type}: allowed values are {', '.join(lowrank.RANK_TYPES)}")
     limit = min(num_frames, z_dim)
     if not 0 <= config.rank <= limit:
-        raise ValueError(
-            f"--rank={config.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})"
-        )
+        raise ValueError(f"--rank={config.rank}: must lie in [0, min(T, k)] = [0, {limit}] (T={num_frames}, k={z_dim})")
     if not 0.0 <= config.similarity_weight <= 1.0:
         raise ValueError(f"--similarity_weight={config.similarity_weight}: must lie in [0, 1]")
     for name in ("z_step", "generator_lr"):

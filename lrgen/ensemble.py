@@ -28,7 +28,9 @@ def holdout_error(frames: np.ndarray, problem: engine.Problem) -> float:
     return float(engine.data_term(r2, problem)[1])
 
 
-def select(frames: np.ndarray, scores: np.ndarray, problem: engine.Problem) -> tuple[list[int], np.ndarray, list[float]]:
+def select(
+    frames: np.ndarray, scores: np.ndarray, problem: engine.Problem
+) -> tuple[list[int], np.ndarray, list[float]]:
     """(members, their mean frames, E(x̄_m) for m = 1 … B) of the greedy selection above.
 
     Args:

@@ -48,7 +48,12 @@ def test_traced_rank_projection_equals_the_static_one(rank_type):
 def test_presets_resolve_in_one_place_and_flags_override():
     assert engine.PRESETS["faithful"] == engine.RecoverConfig()
     j = engine.resolve("journal")
-    assert (j.generator_lr, j.generator_lr_decay, j.generator_lr_decay_every, j.best_margin) == (2.5e-4, 0.75, 500, 0.01)
+    assert (j.generator_lr, j.generator_lr_decay, j.generator_lr_decay_every, j.best_margin) == (
+        2.5e-4,
+        0.75,
+        500,
+        0.01,
+    )
     assert j.step_sizes(32)[0] == 320.0  # code step 10·T
     assert engine.resolve("journal", rank=3).rank == 3 and engine.resolve("journal", rank=3).preset == "journal"
     b = engine.resolve("best", holdout_fraction=0.0)
@@ -80,7 +85,9 @@ def test_holdout_takes_only_measured_entries_and_leaves_the_loss(kind):
 
 def test_the_iterate_with_the_lowest_holdout_error_is_kept_and_patience_stops():
     model, params, prob, truth = _problem(1, holdout=0.2)
-    cfg = engine.RecoverConfig(update="joint", iterations=400, log_every=10, z_step=20.0, generator_lr=1e-2, patience=30)
+    cfg = engine.RecoverConfig(
+        update="joint", iterations=400, log_every=10, z_step=20.0, generator_lr=1e-2, patience=30
+    )
     rec = solver.Recoverer(model, cfg, T)
     res = rec.run(_z0(), _batch(prob), params, truth=truth[None])
     held = res.history["holdout_error"][0]
