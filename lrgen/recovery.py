@@ -408,6 +408,8 @@ def run_manifest(
     mine = videos[options.process_index :: options.process_count]
     todo = [v for v in mine if not os.path.isfile(os.path.join(workdir, "videos", video_key(v), "metrics.json"))]
     log(f"{len(videos)} videos in the manifest, {len(mine)} for process {options.process_index}, {len(todo)} to do")
+    if job.recover.candidates > 1:
+        log(f"candidates run for single videos only: each manifest video runs once, rank {job.recover.rank}")
     devices = jax.local_devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("seq",)) if len(devices) > 1 else None
     run = _Run(job, None, None, mesh, options, workdir, False, log, {})

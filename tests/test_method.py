@@ -176,17 +176,21 @@ def _binary(*args):
 def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_path):
     import json
 
-    # best is asked for: the binary's default preset stays faithful until best measures better.
-    proc = _binary(
-        "--preset=best", "--iterations=6", "--candidate_ranks=2,0", "--update=latent", f"--workdir={tmp_path / 'b'}"
-    )
+    # best is asked for: ranks 2 and 0 × two random starts, all to the end, their best averaged.
+    proc = _binary("--preset=best", "--iterations=6", "--update=latent", f"--workdir={tmp_path / 'b'}")
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["preset"] == "best" and m["recover_config"]["candidate_ranks"] == [2, 0]
     assert m["recover_config"]["holdout_fraction"] == engine.PRESETS["best"].holdout_fraction
-    assert [c["rank"] for c in m["candidates"]] == [2, 0] and sum(c["chosen"] for c in m["candidates"]) == 1
-    best = min(m["candidates"], key=lambda c: c["holdout_error"])
-    assert best["chosen"] and m["chosen"] == best and m["holdout_error"] == best["holdout_error"]
+    assert m["job"]["z_init"] == "random" and m["recover_config"]["ensemble"]
+    rows = m["candidates"]
+    assert [(c["rank"], c["start"]) for c in rows] == [(2, 0), (2, 1), (0, 0), (0, 1)]
+    best = min(rows, key=lambda c: c["holdout_error"])
+    assert best["chosen"] and m["chosen"] == best and sum(c["chosen"] for c in rows) == 1
+    curve, members = m["ensemble"]["holdout_error_by_size"], m["ensemble"]["members"]
+    assert curve[0] == pytest.approx(best["holdout_error"], rel=1e-5) and len(curve) == 4
+    assert m["holdout_error"] == pytest.approx(min(curve), rel=1e-6) and len(members) == 1 + int(np.argmin(curve))
+    assert [c["in_ensemble"] for c in rows] == [i in members for i in range(4)]
     # journal: its values, an explicit flag on top, its own initial codes.
     proc = _binary("--preset=journal", "--iterations=4", "--rank=3", f"--workdir={tmp_path / 'j'}")
     assert proc.returncode == 0, proc.stderr
