@@ -159,7 +159,8 @@ def test_new_settings_are_validated(change, flag):
         dataclasses.replace(engine.RecoverConfig(), **change).validate(num_frames=T, z_dim=SPEC.z_dim)
 
 
-def _binary(*args):
+def _binaries(*commands):
+    """``python -m experiments.recover`` on the tiny video, once per argument list, all at once."""
     import os
     import subprocess
     import sys
@@ -168,16 +169,32 @@ def _binary(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
     tiny = ["--video=builtin:rotating_digit", "--image_size=32", "--num_frames=8", "--log_every=3", "--z_dim=8"]
     root = Path(__file__).resolve().parents[1]
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.recover", *tiny, *args], cwd=root, capture_output=True, text=True, env=env
-    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.recover", *tiny, *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for args in commands
+    ]
+    outputs = [p.communicate() for p in procs]
+    return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outputs)]
+
+
+def _binary(*args):
+    return _binaries(args)[0]
 
 
 def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_path):
     import json
 
     # best is asked for: ranks 2 and 0 × two random starts, all to the end, their best averaged.
-    proc = _binary("--preset=best", "--iterations=6", "--update=latent", f"--workdir={tmp_path / 'b'}")
+    best = ["--preset=best", "--iterations=6", "--update=latent", f"--workdir={tmp_path / 'b'}"]
+    journal = ["--preset=journal", "--iterations=4", "--rank=3", f"--workdir={tmp_path / 'j'}"]
+    proc, journal_proc = _binaries(best, journal)  # independent runs: both at once
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["preset"] == "best" and m["recover_config"]["candidate_ranks"] == [2, 0]
@@ -192,7 +209,7 @@ def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_pa
     assert m["holdout_error"] == pytest.approx(min(curve), rel=1e-6) and len(members) == 1 + int(np.argmin(curve))
     assert [c["in_ensemble"] for c in rows] == [i in members for i in range(4)]
     # journal: its values, an explicit flag on top, its own initial codes.
-    proc = _binary("--preset=journal", "--iterations=4", "--rank=3", f"--workdir={tmp_path / 'j'}")
+    proc = journal_proc
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "j" / "metrics.json").read_text())
     rc = m["recover_config"]

@@ -64,12 +64,31 @@ def tiny(digits: Path, **over) -> list[str]:
 
 
 def run(module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_all([(module, *args)], check=check)[0]
+
+
+def run_all(commands: list[tuple[str, ...]], check: bool = True) -> list[subprocess.CompletedProcess]:
+    """``python -m module args`` for each (module, *args), all at once (they are independent)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", *cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+        )
+        for cmd in commands
+    ]
+    done = []
+    try:
+        for cmd, p in zip(commands, procs):
+            out, err = p.communicate(timeout=300)
+            done.append(subprocess.CompletedProcess([sys.executable, "-m", *cmd], p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for proc in done:
+        if check and proc.returncode != 0:
+            raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return done
 
 
 def final_state(workdir: Path) -> dict:
@@ -153,9 +172,13 @@ def trained(digits, tmp_path_factory) -> dict[str, Path]:
     """One run of each binary: GLO (gmlr), DCGAN (dcgan_bn) and an encoder for the DCGAN."""
     base = tmp_path_factory.mktemp("trained")
     glo, dc, enc = base / "glo", base / "dcgan", base / "enc"
-    out = run("experiments.train_generator", *tiny(digits), "--z_dim=6", f"--workdir={glo}").stdout
-    assert "ETA" in out and "steps/s" in out
-    run("experiments.train_generator", *dcgan_args(digits), f"--workdir={dc}")
+    glo_run, _ = run_all(  # independent runs: both at once
+        [
+            ("experiments.train_generator", *tiny(digits), "--z_dim=6", f"--workdir={glo}"),
+            ("experiments.train_generator", *dcgan_args(digits), f"--workdir={dc}"),
+        ]
+    )
+    assert "ETA" in glo_run.stdout and "steps/s" in glo_run.stdout
     # Inputs with half their pixels dropped: trains the path of an encoder for measurements.
     enc_args = [f"--generator={dc}", "--width=4", "--input_missing_ratio=0.5", f"--workdir={enc}"]
     run("experiments.train_encoder", *tiny(digits), *enc_args)
@@ -176,10 +199,11 @@ def test_kill_and_resume_equals_uninterrupted(digits, trained, tmp_path):
         # Orbax writes a step's files into checkpoints/4/ and commit_success.txt last: kill only
         # once step 4 is committed (killing earlier is a different test: a torn step is ignored).
         committed = killed / "checkpoints" / "4" / "commit_success.txt"
-        deadline = time.time() + 120
+        deadline = time.time() + 280  # a slow (loaded) machine waits; it does not kill too early
         while not committed.is_file() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.002)
         assert proc.poll() is None, "the run finished before it could be killed"
+        assert committed.is_file(), "step 4 was not committed in time"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
@@ -220,12 +244,29 @@ def test_generator_workdirs_hold_everything(trained):
     assert np.isfinite(enc["psnr_holdout"])
 
 
+def recover_in_process(*argv: str) -> None:
+    """``experiments.recover``'s main with these flags, in this process (no second JAX start-up).
+
+    The binary end to end, in a process of its own: tests/test_recover_binary.py.
+    """
+    from absl import flags
+
+    from experiments import recover as binary
+
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS(["recover", *argv])
+        binary.main(["recover"])  # a user error would raise SystemExit(1): the test fails
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
 def test_recover_loads_trained_generators_and_encoder(trained, tmp_path):
     common = ["--video=builtin:rotating_digit", "--image_size=32", "--num_frames=6", "--iterations=4", "--log_every=2"]
-    run("experiments.recover", *common, f"--generator={trained['glo']}", f"--workdir={tmp_path / 'glo'}")
+    recover_in_process(*common, f"--generator={trained['glo']}", f"--workdir={tmp_path / 'glo'}")
     assert json.loads((tmp_path / "glo" / "metrics.json").read_text())["generator_spec"]["arch"] == "gmlr"
     enc = ["--z_init=encoder", f"--encoder={trained['encoder']}"]
-    run("experiments.recover", *common, f"--generator={trained['dcgan']}", *enc, f"--workdir={tmp_path / 'dc'}")
+    recover_in_process(*common, f"--generator={trained['dcgan']}", *enc, f"--workdir={tmp_path / 'dc'}")
     m = json.loads((tmp_path / "dc" / "metrics.json").read_text())
     assert m["generator_spec"]["arch"] == "dcgan_bn" and m["job"]["z_init"] == "encoder"
     # An encoder made for another generator (k = 100 vs 6) is refused with one line.
@@ -311,21 +352,32 @@ def test_bad_generator_input_is_one_line_and_writes_nothing(digits, tmp_path, ov
     assert not (tmp_path / "work").exists()
 
 
-@pytest.mark.parametrize(
-    "module, extra, message",
-    [
-        ("experiments.train_generator", ["--method=vae"], "method"),  # absl's own enum check
-        ("experiments.train_generator", ["--image_size=48"], "--image_size=48"),
-        ("experiments.train_encoder", ["--image_size=64"], "makes 32×32×1 images"),
-        ("experiments.train_encoder", ["--z_dim=7"], "--z_dim=7"),
-        ("experiments.train_encoder", [], "needs perceptual features"),
-    ],
-)
-def test_bad_binary_input_is_one_line_and_writes_nothing(digits, trained, tmp_path, module, extra, message):
-    if module == "experiments.train_encoder":
-        extra = [*extra, f"--generator={trained['glo']}"]
-    work = tmp_path / "work"
-    proc = run(module, *tiny(digits), *extra, f"--workdir={work}", check=False)
+BAD_BINARY_CASES = [
+    ("experiments.train_generator", ["--method=vae"], "method"),  # absl's own enum check
+    ("experiments.train_generator", ["--image_size=48"], "--image_size=48"),
+    ("experiments.train_encoder", ["--image_size=64"], "makes 32×32×1 images"),
+    ("experiments.train_encoder", ["--z_dim=7"], "--z_dim=7"),
+    ("experiments.train_encoder", [], "needs perceptual features"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_binary_runs(digits, trained, tmp_path_factory) -> list[tuple[subprocess.CompletedProcess, Path]]:
+    """Each case of BAD_BINARY_CASES in a process of its own, all at once: (process, its --workdir)."""
+    base = tmp_path_factory.mktemp("bad_binary")
+    commands, works = [], []
+    for i, (module, extra, _) in enumerate(BAD_BINARY_CASES):
+        if module == "experiments.train_encoder":
+            extra = [*extra, f"--generator={trained['glo']}"]
+        works.append(base / f"work{i}")
+        commands.append((module, *tiny(digits), *extra, f"--workdir={works[-1]}"))
+    return list(zip(run_all(commands, check=False), works))
+
+
+@pytest.mark.parametrize("module, extra, message", BAD_BINARY_CASES)
+def test_bad_binary_input_is_one_line_and_writes_nothing(bad_binary_runs, module, extra, message):
+    proc, work = bad_binary_runs[BAD_BINARY_CASES.index((module, extra, message))]
+    assert proc.args[2] == module
     assert proc.returncode == 1, proc.stderr
     assert message in proc.stderr, proc.stderr
     if message != "method":
