@@ -147,6 +147,7 @@ def _lrgen_once(shared: Path, out: Path, iterations: int, tag: str, S: int, T: i
         sys.executable,
         "-m",
         "experiments.recover",
+        "--preset=faithful",
         f"--video={data / 'rot_mnist/seq1'}",
         f"--image_size={S}",
         f"--num_frames={T}",

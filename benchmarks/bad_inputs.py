@@ -187,6 +187,7 @@ _TRAIN_BASE = (
 )
 BASE = {
     "recover": (
+        "--preset=faithful",
         "--video={F}/video20.npy",
         "--image_size=32",
         "--generator={F}/gen",

@@ -42,7 +42,7 @@ def first_reaching(curve: dict[str, float], target: float) -> int | None:
 
 
 def run_recover(problem_args: list[str], workdir: str, z_init: str, update: str) -> dict:
-    args = [sys.executable, "-m", "experiments.recover", *problem_args]
+    args = [sys.executable, "-m", "experiments.recover", "--preset=faithful", *problem_args]
     args += [f"--generator={FLAGS.generator}", f"--z_init={z_init}", f"--update={update}"]
     args += [f"--log_every={FLAGS.log_every}", f"--workdir={workdir}"]
     if z_init == "encoder":

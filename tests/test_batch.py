@@ -19,6 +19,7 @@ from lrgen import engine, jobs, operators, recovery
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
+    "--preset=faithful",
     "--image_size=32",
     "--num_frames=6",
     "--z_dim=8",

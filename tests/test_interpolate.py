@@ -223,6 +223,7 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
     r = _python(
         "-m",
         "experiments.recover",
+        "--preset=faithful",
         "--video=builtin:rotating_digit",
         *tiny,
         "--measurement=frames",

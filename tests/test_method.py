@@ -63,6 +63,11 @@ def test_presets_resolve_in_one_place_and_flags_override():
         assert name in engine.PRESET_Z_INIT
     with pytest.raises(ValueError, match="--preset"):
         engine.resolve("fastest")
+    from absl import flags
+
+    from experiments import recover  # noqa: F401  (defines the recovery flags)
+
+    assert flags.FLAGS["preset"].default == "best"  # lrgen's own method is the binary's default
 
 
 @pytest.mark.parametrize("kind", ["missing", "gaussian", "separable"])

@@ -263,6 +263,7 @@ def recover_in_process(*argv: str) -> None:
 
 def test_recover_loads_trained_generators_and_encoder(trained, tmp_path):
     common = ["--video=builtin:rotating_digit", "--image_size=32", "--num_frames=6", "--iterations=4", "--log_every=2"]
+    common.append("--preset=faithful")
     recover_in_process(*common, f"--generator={trained['glo']}", f"--workdir={tmp_path / 'glo'}")
     assert json.loads((tmp_path / "glo" / "metrics.json").read_text())["generator_spec"]["arch"] == "gmlr"
     enc = ["--z_init=encoder", f"--encoder={trained['encoder']}"]
