@@ -59,7 +59,7 @@ class RecoverConfig:
       screen: with several candidates, run them all only this many iterations, then continue
         the one with the lowest held-out error alone (0 = all run to the end).
       ensemble: with several candidates, return the mean of the best m of them (by held-out
-        error), m chosen by the held-out error of the mean (:mod:`lrgen.ensemble`; m = 1: the
+        error), m chosen by the held-out error of the mean (:mod:`lrgen.candidates`; m = 1: the
         best one alone).
     """
 
@@ -206,7 +206,7 @@ PRESETS: dict[str, RecoverConfig] = {
     # shared code); 10 % of the measured entries held out to choose each candidate's iterate and
     # to stop (400 iterations without improvement); ranks 2 and 0, two random starts each, run
     # side by side to the end, and the mean of the best of them returned, how many chosen by the
-    # held-out error (lrgen.ensemble). Measured and rejected: a cosine decay of η (33.62 dB
+    # held-out error (lrgen.candidates). Measured and rejected: a cosine decay of η (33.62 dB
     # against 34.1 on rotating MNIST), η × 4 or × 8 (faster early, then lower: the generator fits
     # the observed pixels and invents the missing ones), Adam on Z (34.03 against 34.09),
     # 300 latent-only iterations before the joint ones (34.25 against 34.10).

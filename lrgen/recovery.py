@@ -12,7 +12,8 @@ the same path, :func:`run_videos`:
    (rounded up to a multiple of the local device count; a ragged last batch is padded with
    copies of its first sequence whose results are discarded, so a shape compiles once).
    A single video's batch holds its candidates instead (``candidate_ranks`` × ``restarts``,
-   optionally screened), and the one with the lowest held-out error is kept.
+   optionally screened), and the one with the lowest held-out error is kept, or the mean of the
+   best of them (:mod:`lrgen.candidates`).
 4. Recover each batch with :class:`lrgen.solver.Recoverer`, sharded along the sequence axis
    over the local devices; every ``checkpoint_every`` iterations the batch state is saved
    (:class:`lrgen.checkpoint.BatchCheckpoint`) and a restarted job resumes from there.
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import checkpoint, ensemble, io, metrics, outputs, solver
+from lrgen import candidates, checkpoint, io, outputs, solver
 from lrgen.jobs import (  # noqa: F401  (part of this API)
     BUILTIN,
     DEFAULT_NUM_FRAMES,
@@ -161,65 +162,6 @@ def progress_printer(iterations: int, log: Callable[[str], None], label: str = "
     return progress
 
 
-def screen_then_continue(recoverer, z0, problem, params, truth, own, progress, log, table):
-    """All candidates for ``screen`` iterations, then the one with the lowest held-out error alone.
-
-    The survivor continues from its own state (codes, weights, optimiser states, best iterate)
-    up to ``iterations``; the returned result (B = 1) carries the screening result as
-    ``screened`` and the time of both phases, compilations included.
-    """
-    cfg = recoverer.config
-    first = recoverer.run(z0, problem, params, truth=truth, callback=progress, own_params=own, until=cfg.screen)
-    score = first.holdout_error if "holdout_error" in first.history else first.measurement_loss
-    b = int(np.argmin(score))
-    log(f"screened {len(table)} candidates for {first.iterations} iterations: continuing {table[b]}")
-    one = lambda t: jax.tree.map(lambda a: a[b : b + 1], t)  # noqa: E731
-    hist = {k: (v[b : b + 1] if v.ndim == 2 else v) for k, v in first.history.items()}
-    rest = recoverer.run(
-        z0[b : b + 1], one(problem), params, truth=truth[b : b + 1], callback=progress, resume=(one(first.state), hist)
-    )
-    rest.screened = first
-    rest.compile_seconds += first.compile_seconds
-    rest.seconds += first.seconds
-    return rest
-
-
-def choose_candidate(result: solver.RecoverResult, table: list[dict], frames: np.ndarray) -> tuple[int, list[dict]]:
-    """(index of the chosen candidate, its table with measured columns), without ground truth.
-
-    The lowest held-out error wins (the lowest measurement loss without a held-out set). The
-    PSNR against ``frames`` is added to the table for the record only.
-    """
-    held = "holdout_error" in result.history
-    score = result.holdout_error if held else result.measurement_loss
-    b = int(np.argmin(score))
-    rows = []
-    for i, row in enumerate(table):
-        rows.append(
-            {
-                **row,
-                "holdout_error": float(result.holdout_error[i]) if held else None,
-                "measurement_loss": float(result.measurement_loss[i]),
-                "best_iteration": int(result.best_step[i]),
-                "psnr": float(metrics.psnr(jnp.asarray(result.x[i]), jnp.asarray(frames))),
-                "chosen": i == b,
-            }
-        )
-    return b, rows
-
-
-def average_candidates(result: solver.RecoverResult, b: int, table: list[dict], seq: Sequence, log) -> dict:
-    """Replace candidate ``b``'s frames and held-out error in ``result`` by the mean of the best
-    candidates (:func:`lrgen.ensemble.select`); mark the members in ``table``; return the record."""
-    members, mean, curve = ensemble.select(result.x, result.holdout_error, seq.problem)
-    result.x, result.holdout_error = np.array(result.x), np.array(result.holdout_error)
-    result.x[b], result.holdout_error[b] = mean, curve[len(members) - 1]
-    for i, row in enumerate(table):
-        row["in_ensemble"] = i in members
-    log(f"ensemble of {len(members)} (held-out error by size: {', '.join(f'{e:.4g}' for e in curve)})")
-    return {"ensemble": {"members": members, "holdout_error_by_size": curve}}
-
-
 @dataclasses.dataclass
 class _Video:
     path: str
@@ -261,15 +203,15 @@ def _recover_candidates(run: _Run, rec: solver.Recoverer, video: _Video):
         table = [{"rank": cfg.rank, "start": 0}]
     progress, extra = progress_printer(cfg.iterations, run.log), {}
     if len(table) > 1 and 0 < cfg.screen < cfg.iterations:
-        result = screen_then_continue(rec, z0, problem, run.params, truth, own, progress, run.log, table)
-        b, table = choose_candidate(result.screened, table, seq.frames)
+        result = candidates.screen_then_continue(rec, z0, problem, run.params, truth, own, progress, run.log, table)
+        b, table = candidates.choose(result.screened, table, seq.frames)
         b_final = 0
     else:
         result = rec.run(z0, problem, run.params, truth=truth, callback=progress, own_params=own)
-        b, table = choose_candidate(result, table, seq.frames)
+        b, table = candidates.choose(result, table, seq.frames)
         b_final = b
         if cfg.ensemble:
-            extra = average_candidates(result, b, table, seq, run.log)
+            extra = candidates.average(result, b, table, seq, run.log)
     if len(table) > 1:
         run.log("candidates (chosen by held-out error; PSNR for information only):")
         for row in table:

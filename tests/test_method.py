@@ -230,7 +230,7 @@ def test_binary_rejects_bad_candidate_ranks_in_one_line(tmp_path):
 
 def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
     """Candidates for `screen` iterations, then the survivor alone = that candidate run alone."""
-    from lrgen import recovery
+    from lrgen import candidates
 
     model, params, prob, truth = _problem(5, holdout=0.2)
     cfg = engine.RecoverConfig(update="joint", iterations=9, log_every=3, z_step=5.0, generator_lr=1e-3, screen=3)
@@ -239,7 +239,7 @@ def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
     batch = _batch(*[prob] * len(ranks)).replace(rank=jnp.asarray(ranks, jnp.int32))
     rec = solver.Recoverer(model, cfg, T)
     truth_b = jnp.broadcast_to(truth, (len(ranks), *truth.shape))
-    res = recovery.screen_then_continue(rec, z0, batch, params, truth_b, None, None, lambda m: None, ranks)
+    res = candidates.screen_then_continue(rec, z0, batch, params, truth_b, None, None, lambda m: None, ranks)
     b = int(np.argmin(res.screened.holdout_error))
     alone = solver.Recoverer(model, dataclasses.replace(cfg, rank=ranks[b]), T).run(z0[b : b + 1], _batch(prob), params)
     assert res.iterations == alone.iterations == 9 and res.history["measurement_loss"].shape == (1, 9)
@@ -250,7 +250,7 @@ def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
 def test_ensemble_averages_independent_errors_and_keeps_a_lone_best():
     """Greedy selection by held-out error: E_1 is the best candidate's own held-out error; the
     mean of candidates with independent errors is chosen whole; a lone exact one stays alone."""
-    from lrgen import ensemble
+    from lrgen import candidates as ensemble
 
     _, _, prob, truth = _problem(7, holdout=0.3)
     noise = 0.05 * jax.random.normal(jax.random.key(1), (4, *truth.shape))
