@@ -174,7 +174,9 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         raise ValueError(f"--ensemble: every candidate must run to the end; needs --screen=0 (got {config.screen})")
     if config.candidates > 1 and config.update == "generator":
         raise ValueError(
-            "--candidate_ranks/--restarts: candidates differ in their codes; needs --update=latent or joint"
+            f"--update=generator: the {config.candidates} candidates (--candidate_ranks, --restarts; "
+            f"--preset={config.preset}) differ in their codes, which this update keeps fixed; use --update=latent or "
+            "joint, or one candidate (e.g. --preset=faithful)"
         )
 
 

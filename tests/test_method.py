@@ -274,3 +274,5 @@ def test_ensemble_needs_candidates_a_holdout_set_and_no_screening():
     for bad in (dict(restarts=1), dict(holdout_fraction=0.0), dict(screen=10)):
         with pytest.raises(ValueError, match="^--ensemble"):
             dataclasses.replace(ok, **bad).validate(num_frames=8, z_dim=8)
+    with pytest.raises(ValueError, match="^--update=generator: the 4 candidates .*--preset=best"):
+        engine.resolve("best", update="generator").validate(num_frames=8, z_dim=8)
