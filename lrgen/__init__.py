@@ -18,7 +18,8 @@ Layers, from the bottom (BUILD_NOTES.md, "Architecture"):
   :mod:`lrgen.pixels`, :mod:`lrgen.sphere`, :mod:`lrgen.nets` (layers, generators, networks);
 * the engine: :mod:`lrgen.config` (settings, presets), :mod:`lrgen.engine` (problem, loss, the
   pure step, batching strategies);
-* the driver: :mod:`lrgen.driver` (the host loop), :mod:`lrgen.solver` (recovery on it);
+* the driver: :mod:`lrgen.driver` (the host loop of recovery and training), :mod:`lrgen.solver`
+  (recovery on it);
 * applications: :mod:`lrgen.recovery` (one video = a manifest of one; :mod:`lrgen.jobs`,
   :mod:`lrgen.outputs`), :mod:`lrgen.interpolation` (:mod:`lrgen.latent_paths`,
   :mod:`lrgen.baselines`, :mod:`lrgen.selection`, :mod:`lrgen.observed`),

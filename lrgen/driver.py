@@ -1,28 +1,33 @@
-"""The host loop: one for recovery (and, at merge, training), around a pure, jitted step.
+"""The host loop, one for recovery and for training, around a pure, jitted step.
 
     state = init(...) or restored                      (resume: the caller passes both in)
     while done < stop:
-        state, per_step = advance(state, done, n)      n = min(log_every, stop − done) iterations
+        state, per_step = advance(state, done, n)      n: to the next log point, at most stop − done
         done += n
+        stop with FloatingPointError on a non-finite per_step[w], w in watch
         logs = evaluate(state)                         log-point metrics (host)
         history ← per_step, done, wall time, logs[record]
-        stop with FloatingPointError on a non-finite per_step[watch]
-        on_log(done, last per-step metrics | logs);  checkpoint(state, history)
+        on_log(done, last per-step metrics | logs, state);  checkpoint(state, history)
         if should_stop(done, logs): break
 
-``advance`` hides how the iterations run on the device: :func:`python_chunks` calls a jitted
-step n times from Python (fast on XLA:CPU, where convolutions in a loop body run ~30× slower),
-:func:`scan_chunks` calls one jitted loop of n steps (one dispatch per chunk; GPU/TPU). Both
-bring the per-step metrics to the host once per chunk, iterations along their LAST axis (a
-batch of B sequences: (B, n); a training step's scalars: (n,)). :class:`ExecutableCache`
-compiles each function once per input shape, so compile time and steady-state time are
-measured apart.
+The log points are every ``log_every`` iterations after ``done``, or those a function
+``log_every(done)`` names. ``advance`` hides how the iterations run on the device:
+:func:`python_chunks` calls a jitted step n times from Python (fast on XLA:CPU, where
+convolutions in a loop body run ~30× slower), :func:`scan_chunks` calls one jitted loop of n
+steps (one dispatch per chunk; GPU/TPU). Both bring the per-step metrics of all n iterations to
+the host once per chunk, iterations along their LAST axis (a batch of B sequences: (B, n));
+an ``advance`` may bring only the chunk's last m < n iterations (training: the last, (1,)).
+:class:`ExecutableCache` compiles each function once per input shape, so compile time and
+steady-state time are measured apart.
 
-Training's loop maps onto it: ``advance`` runs the train step on ``batches.get(s)`` for
-s in [done, done + n); ``evaluate`` is the task's evaluation (samples at the log points that
-are multiples of ``sample_every``); ``checkpoint`` saves and exports at multiples of
-``checkpoint_every`` (chunks of ``log_every`` = the gcd of the three cadences); ``watch`` is the
-loss; ``resume`` is the restored (step, state).
+Recovery (:class:`lrgen.solver.Recoverer`) runs python or scan chunks of ``log_every``, watches
+the measurement loss, evaluates PSNR and the best iterate, and stops early on patience.
+Training (:func:`lrgen.train.loop.run`) runs its step from Python on the inputs of steps
+done … done + n − 1, bringing back the last step's metrics; its log points are the multiples
+of ``log_every`` and ``checkpoint_every``; it watches every metric of the step; ``on_log``
+writes the metrics row (evaluation and samples at multiples of ``sample_every``) and
+``checkpoint`` saves and exports at multiples of ``checkpoint_every``; resuming is starting at
+the restored (step, state).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -92,7 +97,8 @@ class LoopResult:
 
     Attributes:
       state: the final state (on the device).
-      history: per-step metrics (iterations along the last axis), ``log_iteration`` (m,),
+      history: per-step metrics as ``advance`` returned them (iterations along the last axis;
+        training: the log points' steps only), ``log_iteration`` (m,),
         ``log_seconds`` (m,) (loop wall time at each log point, evaluations included) and the
         recorded log-point metrics (log points along the last axis).
       done: iterations done in all (a resumed run counts its earlier ones).
@@ -108,6 +114,22 @@ class LoopResult:
     seconds_per_iteration: float
 
 
+class NonFinite(NamedTuple):
+    """The first non-finite watched value of a chunk, given to ``diverged`` for its message.
+
+    Attributes:
+      metric: the watched metric's name.
+      sequence: the sequence's index in a batch (metrics (B, n)), None for metrics (n,).
+      iteration: the 0-based iteration (1-based: the step that produced the value).
+      value: the value (nan, inf or −inf).
+    """
+
+    metric: str
+    sequence: int | None
+    iteration: int
+    value: float
+
+
 def _append(history: dict, name: str, value: np.ndarray) -> None:
     value = np.asarray(value)
     history[name] = np.concatenate([history[name], value], axis=-1) if name in history else value
@@ -119,44 +141,50 @@ def run(
     *,
     done: int,
     stop: int,
-    log_every: int,
+    log_every: int | Callable[[int], int],
     history: dict[str, np.ndarray] | None = None,
     evaluate: Callable[[Any], Metrics] | None = None,
     record: tuple[str, ...] = (),
-    watch: str | None = None,
-    diverged: Callable[[int | None, int], str] | None = None,
-    on_log: Callable[[int, Metrics], None] | None = None,
+    watch: tuple[str, ...] = (),
+    diverged: Callable[[NonFinite], str] | None = None,
+    on_log: Callable[[int, Metrics, Any], None] | None = None,
     checkpoint: Callable[[Any, dict], None] | None = None,
     should_stop: Callable[[int, Metrics], bool] | None = None,
 ) -> LoopResult:
-    """Run iterations ``done`` … ``stop`` in chunks of ``log_every``; see the module docstring.
+    """Run iterations ``done`` … ``stop`` in chunks that end at log points; see the module docstring.
 
     Args:
-      advance: (state, done, n) → (state, per-step host metrics, iterations on the last axis).
+      advance: (state, done, n) → (state, host metrics of the chunk's last m ≤ n iterations,
+        iterations on the last axis).
       state: the starting state (fresh, or restored to resume at ``done``).
       done, stop: iterations done already and the iteration to stop at.
-      log_every: iterations per chunk (one host round trip each).
+      log_every: iterations per chunk (one host round trip each), or done → the next log point
+        (> done); each chunk ends at the next log point or at ``stop``.
       history: the history so far (resume) or initial empty arrays; copied, not changed.
       evaluate: state → host log-point metrics.
       record: names of ``evaluate``'s metrics to append to the history (as a column).
-      watch: a per-step metric that must stay finite.
-      diverged: (sequence index or None, 0-based iteration) → the FloatingPointError message.
-      on_log: called with (done, last per-step metrics and the log-point metrics).
+      watch: per-step metrics that must stay finite, checked in this order.
+      diverged: the first non-finite watched value (:class:`NonFinite`) → the FloatingPointError
+        message.
+      on_log: called with (done, last per-step metrics and the log-point metrics, state).
       checkpoint: called with (state, history) after every chunk; the caller decides to save.
       should_stop: (done, log-point metrics) → end early (e.g. patience).
 
     Raises:
-      FloatingPointError: ``watch`` became non-finite (before ``on_log`` and ``checkpoint``).
+      FloatingPointError: a watched metric became non-finite (before ``evaluate``, ``on_log`` and
+        ``checkpoint``).
     """
     hist = {k: np.asarray(v) for k, v in (history or {}).items()}
     rates = []
     t_loop = time.perf_counter()
     while done < stop:
-        n = min(log_every, stop - done)
+        n = min(log_every(done) if callable(log_every) else done + log_every, stop) - done
         t0 = time.perf_counter()
         state, chunk = advance(state, done, n)
         rates.append((time.perf_counter() - t0) / n)
         done += n
+        for name in watch:
+            _check_finite(name, chunk[name], done, diverged)
         logs = jax.device_get(evaluate(state)) if evaluate is not None else {}
         for k, v in chunk.items():
             _append(hist, k, np.asarray(v, np.float32))
@@ -166,10 +194,8 @@ def run(
         for k in record:
             if k in logs:
                 _append(hist, k, np.asarray(logs[k], np.float32)[..., None])
-        if watch is not None:
-            _check_finite(chunk[watch], done - n, diverged)
         if on_log is not None:
-            on_log(done, {**{k: v[..., -1] for k, v in chunk.items()}, **logs})
+            on_log(done, {**{k: v[..., -1] for k, v in chunk.items()}, **logs}, state)
         if checkpoint is not None:
             checkpoint(state, hist)
         if should_stop is not None and should_stop(done, logs):
@@ -178,13 +204,16 @@ def run(
     return LoopResult(state, hist, done, seconds, float(np.median(rates)) if rates else 0.0)
 
 
-def _check_finite(values: np.ndarray, first: int, diverged: Callable[[int | None, int], str] | None) -> None:
-    """Raise FloatingPointError at the first non-finite value (iterations on the last axis)."""
+def _check_finite(name: str, values: np.ndarray, done: int, diverged: Callable[[NonFinite], str] | None) -> None:
+    """Raise FloatingPointError at the first non-finite value of the iterations up to ``done``
+    (iterations on the last axis: the chunk's last ones)."""
     values = np.asarray(values)
-    bad = ~np.isfinite(values.reshape(-1, values.shape[-1])).all(axis=1)
+    rows = values.reshape(-1, values.shape[-1])
+    bad = ~np.isfinite(rows).all(axis=1)
     if not bad.any():
         return
     b = int(np.argmax(bad))
-    it = first + int(np.argmax(~np.isfinite(values.reshape(-1, values.shape[-1])[b])))
-    b = b if values.ndim > 1 else None
-    raise FloatingPointError(diverged(b, it) if diverged else f"non-finite value at iteration {it + 1}")
+    i = int(np.argmax(~np.isfinite(rows[b])))
+    found = NonFinite(name, b if values.ndim > 1 else None, done - values.shape[-1] + i, float(rows[b, i]))
+    default = f"{name} is {found.value} at iteration {found.iteration + 1}"
+    raise FloatingPointError(diverged(found) if diverged else default)

@@ -151,12 +151,12 @@ class Recoverer(engine.Engine):
             history=hist,
             evaluate=lambda s: eval_fn(s, problem, shared, truth),
             record=("psnr",),
-            watch="measurement_loss",
-            diverged=lambda b, it: (
-                f"the measurement loss of sequence {b} became non-finite at iteration {it + 1}; "
+            watch=("measurement_loss",),
+            diverged=lambda bad: (
+                f"the measurement loss of sequence {bad.sequence} became non-finite at iteration {bad.iteration + 1}; "
                 f"lower --z_step (now {self.alpha:g}) or --generator_lr (now {self.lr:g})"
             ),
-            on_log=callback,
+            on_log=None if callback is None else lambda done, metrics, state: callback(done, metrics),
             checkpoint=checkpoint,
             # No sequence's held-out error (or loss) has improved for `patience` iterations.
             should_stop=lambda done, logs: cfg.patience > 0

@@ -14,13 +14,13 @@ Each method holds a typed state (a ``flax.struct.PyTreeNode``: step, parameters,
 statistics, optimiser states, GLO codes, data-order position) and a pure
 ``step(state, indices, images) -> (state, metrics)``.
 
-The loop (big_vision's shape; :mod:`lrgen.train.loop`)
-------------------------------------------------------
-The step is jitted once, its state donated; randomness is ``jax.random.fold_in(key(seed), step)``;
-the batch of step s is a function of (seed, s) (:class:`lrgen.data.Batches`). So a run killed at
-any moment and restarted from its latest checkpoint recomputes exactly the same steps and ends
-with bitwise the same parameters on CPU. A non-finite loss stops the run before it is
-checkpointed.
+The loop (big_vision's shape; :mod:`lrgen.train.loop` on :func:`lrgen.driver.run`)
+---------------------------------------------------------------------------------
+The step is jitted once, its state donated, and run by the host loop recovery also runs on;
+randomness is ``jax.random.fold_in(key(seed), step)``; the batch of step s is a function of
+(seed, s) (:class:`lrgen.data.Batches`). So a run killed at any moment and restarted from its
+latest checkpoint recomputes exactly the same steps and ends with bitwise the same parameters
+on CPU. A non-finite loss stops the run before it is checkpointed.
 
 Workdir (:mod:`lrgen.train.workdir`)::
 

@@ -1,31 +1,34 @@
-"""The host loop: a pure step compiled once, run to ``num_steps`` with resume and records.
+"""Training on the one host loop (:func:`lrgen.driver.run`): a :class:`Task` run to ``num_steps``.
 
 A :class:`Task` is what is trained: ``init() -> state``, a pure ``step(state, *inputs) ->
 (state, metrics)``, and what to write along the way (``evaluate``, ``samples``, ``export``).
 :func:`run` restores the newest checkpoint of the workdir (else calls ``init``), compiles the
-step once with its state donated, then calls it from Python for each step's inputs (on XLA:CPU
-a jitted step called from Python is far faster than the same step in ``lax.scan``; DESIGN.md).
-Every ``log_every`` steps it pulls the metrics to the host, stops on a non-finite value before
-anything is checkpointed, logs progress and appends a row to ``metrics.jsonl``; every
-``sample_every`` steps it evaluates and writes samples; every ``checkpoint_every`` steps (and at
-the end) it saves a checkpoint, exports the models and redraws the curves. The step's inputs are
-a function of the step number (:class:`Inputs`), so a run killed at any moment and restarted
-recomputes the same steps: on CPU the final state is bitwise that of an uninterrupted run.
+step once with its state donated and hands the steps to the driver in chunks that end at the
+row points (the multiples of ``log_every`` and ``checkpoint_every``, and ``num_steps``). A
+chunk calls the step from Python on each step's inputs (on XLA:CPU a jitted step called from
+Python is far faster than the same step in ``lax.scan``) and pulls only its last metrics to
+the host. The driver stops on a non-finite metric before anything is written. At each row
+point the run logs progress (multiples of ``log_every``), evaluates and writes samples
+(multiples of ``sample_every``) and appends a row to ``metrics.jsonl``; at multiples of
+``checkpoint_every`` (and at the end) it saves a checkpoint, exports the models and redraws
+the curves. The step's inputs are a function of the step number (:class:`Inputs`), so a run
+killed at any moment and restarted recomputes the same steps: on CPU the final state is
+bitwise that of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import jax
+import numpy as np
 from flax import struct
 
-from lrgen import checkpoint, engine
+from lrgen import checkpoint, driver, engine
 from lrgen.train import workdir as records
 from lrgen.train.config import LoopConfig
 
@@ -46,7 +49,7 @@ class Inputs(Protocol):
 
     def get(self, step: int) -> tuple: ...
 
-    def iterate(self, start: int, stop: int) -> Iterator[tuple]: ...  # (step, *inputs)
+    def iterate(self, start: int, stop: int) -> Generator[tuple, None, None]: ...  # (step, *inputs)
 
     def position(self, step: int) -> tuple[int, int]: ...  # (epoch, index)
 
@@ -106,14 +109,26 @@ def run(
             on_start()
         progress = _Progress(task, loop, inputs, workdir, log, ckpt, start)
         t0 = time.perf_counter()
-        step = engine.compile_fast(jax.jit(task.step, donate_argnums=0).lower(state, *inputs.get(start)))
+        lowered = jax.jit(task.step, donate_argnums=0).lower(state, *inputs.get(start))
+        step = engine.compile_fast(lowered)
         progress.compile_seconds = time.perf_counter() - t0
         if start >= loop.num_steps:
             log(f"nothing to do: the checkpoint is at step {start} ≥ --num_steps={loop.num_steps}")
-        progress.last = time.perf_counter()
-        for s, *args in inputs.iterate(start, loop.num_steps):
-            state, metrics = step(state, *args)
-            progress.after(s + 1, state, metrics)
+        batches = inputs.iterate(start, loop.num_steps)
+        try:
+            driver.run(
+                progress.python_steps(step, batches),
+                state,
+                done=start,
+                stop=loop.num_steps,
+                log_every=progress.next_row,
+                watch=tuple(lowered.out_info[1]),  # every metric of the step (sorted, as pulled)
+                diverged=progress.diverged,
+                on_log=progress.write_row,
+                checkpoint=progress.checkpoint,
+            )
+        finally:
+            batches.close()
         ckpt.wait()
     finally:
         ckpt.close()
@@ -122,7 +137,8 @@ def run(
 
 @dataclasses.dataclass
 class _Progress:
-    """The host side of one run: what is pulled, logged and written after each step, and timing."""
+    """The host side of one run: the steps between row points, what is logged and written at
+    each, and timing."""
 
     task: Task
     loop: LoopConfig
@@ -134,7 +150,6 @@ class _Progress:
     compile_seconds: float = 0.0
     train_seconds: float = 0.0
     side_seconds: float = 0.0
-    last: float = 0.0
     done: int = 0
     rows: list[dict] = dataclasses.field(default_factory=list)
 
@@ -145,20 +160,36 @@ class _Progress:
     def _due(self, s: int, every: int) -> bool:
         return s % every == 0 or s == self.loop.num_steps
 
-    def after(self, s: int, state: Any, metrics: dict) -> None:
-        """After step s (1-based): report, evaluate, sample, checkpoint and export as due."""
+    def next_row(self, done: int) -> int:
+        """The row point after step ``done``: the next multiple of ``log_every`` or ``checkpoint_every``."""
+        return min((done // every + 1) * every for every in (self.loop.log_every, self.loop.checkpoint_every))
+
+    def python_steps(self, step: Callable, batches: Generator[tuple, None, None]) -> Callable:
+        """``advance`` for the driver: the compiled step on the next n inputs of ``batches``;
+        only the last step's metrics come to the host, as (1,) arrays."""
+
+        def advance(state, done: int, n: int):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                _, *args = next(batches)
+                state, metrics = step(state, *args)
+            host = jax.device_get(metrics)  # waits for the steps
+            self.train_seconds += time.perf_counter() - t0
+            return state, {k: np.asarray(v)[None] for k, v in host.items()}
+
+        return advance
+
+    def diverged(self, bad: driver.NonFinite) -> str:
+        return (
+            f"{self.task.name}: {bad.metric} is {bad.value} at step {bad.iteration + 1}; stopped without "
+            f"checkpointing (lower the learning rate; the last good checkpoint is step {self.ckpt.latest_step()})"
+        )
+
+    def write_row(self, s: int, metrics: dict, state: Any) -> None:
+        """At row point s: log progress, evaluate and write samples as due, append the row."""
         loop = self.loop
-        if not (self._due(s, loop.log_every) or self._due(s, loop.checkpoint_every)):
-            return
-        host = {k: float(v) for k, v in jax.device_get(metrics).items()}  # waits for the step
-        self.train_seconds += time.perf_counter() - self.last
+        host = {k: float(v) for k, v in metrics.items()}
         self.done = s - self.start
-        bad = [k for k, v in host.items() if not math.isfinite(v)]
-        if bad:
-            raise FloatingPointError(
-                f"{self.task.name}: {bad[0]} is {host[bad[0]]} at step {s}; stopped without checkpointing "
-                f"(lower the learning rate; the last good checkpoint is step {self.ckpt.latest_step()})"
-            )
         sps = self.done / max(self.train_seconds, 1e-9)
         row = {"step": s, "epoch": self.inputs.position(s)[0], **host, "steps_per_second": sps}
         if self._due(s, loop.log_every):
@@ -171,12 +202,17 @@ class _Progress:
             self.task.samples(state, s)
         self.rows.append(row)
         records.append_jsonl(self.metrics_path, row)
-        if self._due(s, loop.checkpoint_every):
+        self.side_seconds += time.perf_counter() - side
+
+    def checkpoint(self, state: Any, history: dict) -> None:
+        """At a multiple of ``checkpoint_every`` (and at the end): save, export, redraw the curves."""
+        s = int(history["log_iteration"][-1])
+        if self._due(s, self.loop.checkpoint_every):
+            side = time.perf_counter()
             self.ckpt.save(s, state)
             self.task.export(state, s)
             records.plot_curves(self.workdir, self.rows)
-        self.last = time.perf_counter()
-        self.side_seconds += self.last - side
+            self.side_seconds += time.perf_counter() - side
 
     def summary(self) -> dict:
         return {
