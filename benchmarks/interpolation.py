@@ -145,9 +145,7 @@ def table(workdir: str) -> tuple[str, list[dict]]:
         )
     lines += ["", "| case | observed | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
     for r in rows:
-        cells = [
-            f"{_mean_sd(r[f'interior_psnr_{m}'])} / {_mean_sd3(r[f'interior_ssim_{m}'])}" for m in METHODS
-        ]
+        cells = [f"{_mean_sd(r[f'interior_psnr_{m}'])} / {_mean_sd3(r[f'interior_ssim_{m}'])}" for m in METHODS]
         lines.append(f"| {r['case']} | every {r['observe_every']} | " + " | ".join(cells) + " |")
     return "\n".join(lines), rows
 

@@ -23,7 +23,8 @@ gradient cost the same. The code layer (k → 4×4×C_1) costs 2·k·16·C_1. A 
 forward and input gradients, a generator step the forward, the weight gradients and the input
 gradients of all layers above the first, a joint step all three. Elementwise work, the loss,
 Adam and the projection are not counted (they are < 1 % of the FLOPs).
-Batches run as :class:`lrgen.solver.Recoverer` runs them (``single``, ``unrolled`` or ``vmapped``: :data:`lrgen.engine.BATCHINGS`);
+Batches run as :class:`lrgen.solver.Recoverer` runs them (``single``, ``unrolled`` or ``vmapped``:
+:data:`lrgen.engine.BATCHINGS`);
 XLA counts the whole program in each case.
 """
 
@@ -196,7 +197,8 @@ def main(argv):
     if layers:
         print(f"\nPer layer, gray generator, N = {T} frames:\n")
         print(
-            "| layer | part | GFLOP | min ms | median ms | GFLOP/s | fraction of matmul rate |\n|---|---|---|---|---|---|---|"
+            "| layer | part | GFLOP | min ms | median ms | GFLOP/s | fraction of matmul rate |\n"
+            "|---|---|---|---|---|---|---|"
         )
         for name, part, fl, c in layers:
             t = min(c.times)

@@ -162,7 +162,7 @@ def main(argv):
         "| run | PSNR (dB) | iterations | candidates | total s | time to target (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for name, q in quality.items():
+    for q in quality.values():
         if q:
             tt = f"{q['time_to_target_s']:.1f}" if q["time_to_target_s"] is not None else "not reached"
             lines.append(

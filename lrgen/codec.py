@@ -375,4 +375,3 @@ def check_generator(header: Header, spec: generators.GeneratorSpec, params: Any,
             f"from k={spec.z_dim}; the file needs {header.height}×{header.width}×{header.channels} "
             f"from k={header.z_dim}"
         )
-

@@ -318,6 +318,7 @@ class Engine:
         """G(z) mapped to [0, 1]."""
         return pixels.to_unit(self.model.apply({"params": params}, z))
 
+
 # ---------------------------------------------------------------------------- batching strategies
 # Each lifts fn(state, problem, shared) of ONE sequence to the same over a leading batch axis B of
 # state and problem (shared weights unbatched); the name chosen is recorded in every result.

@@ -363,4 +363,3 @@ def _log_summary(out: dict, fit: Fit, config, base: dict, workdir: str, log) -> 
             f"{out['num_generated']} frames generated from {fit.frames.shape[0]} observed (×{config.factor}), "
             f"PSNR on observed {fmt(out['psnr_observed'])} dB → {workdir}"
         )
-

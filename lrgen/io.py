@@ -24,7 +24,6 @@ from PIL import Image
 WRITE_VIDEO_EXTENSIONS = (".gif", ".mp4")
 
 
-
 # --------------------------------------------------------------------------- atomic writing
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:

@@ -100,4 +100,3 @@ def factorise(z: np.ndarray, rank: int, rank_type: str = "svd") -> tuple[np.ndar
     _, _, vh = np.linalg.svd(centred, full_matrices=False)
     basis = vh[:d]
     return mu, centred @ basis.T, basis
-

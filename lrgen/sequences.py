@@ -135,4 +135,3 @@ def builtin_sequence(
     if not grayscale:
         x = x * np.array([1.0, 0.6, 0.2], dtype=np.float32)
     return x
-

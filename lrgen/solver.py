@@ -112,8 +112,20 @@ class Recoverer(engine.Engine):
             return jax.vmap(self.render)(z, own_params)
         return jax.vmap(self.render, in_axes=(0, None))(z, shared_params)
 
-    def run(self, z0: jax.Array, problem: Problem, params: Any, *, truth=None, callback=None, mesh=None,
-            resume=None, checkpoint=None, own_params=None, until: int | None = None) -> RecoverResult:
+    def run(
+        self,
+        z0: jax.Array,
+        problem: Problem,
+        params: Any,
+        *,
+        truth=None,
+        callback=None,
+        mesh=None,
+        resume=None,
+        checkpoint=None,
+        own_params=None,
+        until: int | None = None,
+    ) -> RecoverResult:
         """Recover a batch of B sequences of one shape; returns a :class:`RecoverResult`.
 
         Args:
@@ -159,8 +171,9 @@ class Recoverer(engine.Engine):
             on_log=None if callback is None else lambda done, metrics, state: callback(done, metrics),
             checkpoint=checkpoint,
             # No sequence's held-out error (or loss) has improved for `patience` iterations.
-            should_stop=lambda done, logs: cfg.patience > 0
-            and bool(np.all(done - np.asarray(logs["best_step"]) >= cfg.patience)),
+            should_stop=lambda done, logs: (
+                cfg.patience > 0 and bool(np.all(done - np.asarray(logs["best_step"]) >= cfg.patience))
+            ),
         )
         # The finalize after the loop: the run's strategy when sharded, else single or vmapped.
         finalize_fn, render_fn = _tail(self, batching if n_devices > 1 else ("single" if B == 1 else "vmapped"), mesh)

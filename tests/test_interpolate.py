@@ -67,9 +67,7 @@ def test_codes_interpolated_in_the_fitted_basis_stay_on_the_rank_r_set(method):
 def test_observed_frames_are_those_of_the_frame_operator():
     obs = observed.observed_frames(10, 4)
     np.testing.assert_array_equal(np.flatnonzero(obs), [0, 4, 8])
-    op = operators.make(
-        operators.MeasurementSpec(kind="frames", observe_every=4), jax.random.key(0), 10, (5, 5, 1)
-    )
+    op = operators.make(operators.MeasurementSpec(kind="frames", observe_every=4), jax.random.key(0), 10, (5, 5, 1))
     np.testing.assert_array_equal(np.asarray(op.mask)[:, 0, 0, 0] > 0, obs)
 
 

@@ -351,7 +351,12 @@ INVALID_SPECS = [
     ),
     ("separable m = 0", operators.MeasurementSpec(kind="separable", num_measurements=0), FRAME, "--num_measurements"),
     ("separable m > H", operators.MeasurementSpec(kind="separable", num_measurements=9), FRAME, "--num_measurements"),
-    ("separable non-square", operators.MeasurementSpec(kind="separable", num_measurements=4), (8, 6, 1), "--measurement"),
+    (
+        "separable non-square",
+        operators.MeasurementSpec(kind="separable", num_measurements=4),
+        (8, 6, 1),
+        "--measurement",
+    ),
     ("denoise without snr", operators.MeasurementSpec(kind="denoise"), FRAME, "--noise_snr_db"),
     ("infinite snr", operators.MeasurementSpec(kind="missing", noise_snr_db=float("inf")), FRAME, "--noise_snr_db"),
     ("mask wrong size", operators.MeasurementSpec(mask=np.ones((T, 8, 7, 1))), FRAME, "--mask_file"),

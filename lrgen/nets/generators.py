@@ -128,7 +128,6 @@ class Generator(nn.Module):
         return h.reshape(*lead, *h.shape[1:])
 
 
-
 class DCGANGenerator(nn.Module):
     """Batch-norm DCGAN generator G: R^k → [−1, 1]^{S×S×C}, S = 4·2^len(features).
 
@@ -247,7 +246,6 @@ def num_layers(image_size: int) -> int:
     return n
 
 
-
 def widths(image_size: int, base: int, *, up: bool) -> tuple[int, ...]:
     """Per-layer widths for ``image_size``: (base·2^{n−1}, …, base) if ``up`` else reversed."""
     n = num_layers(image_size)
@@ -268,4 +266,3 @@ def fold_generator(variables: dict) -> dict:
         a = gamma * lax.rsqrt(norm["var"] + BN_EPS)
         params[name] = {"scale": a, "bias": beta - a * norm["mean"]}
     return params
-

@@ -153,7 +153,8 @@ def _patches(x: jax.Array) -> jax.Array:
 
 
 def _phases(y: jax.Array) -> jax.Array:
-    """(N, 2h, 2w, C) → (N, h+1, w+1, 2, 2, C) phases on the padded grid (the inverse of interleaving; 0 at the border)."""
+    """(N, 2h, 2w, C) → (N, h+1, w+1, 2, 2, C) phases on the padded grid (the inverse of interleaving;
+    0 at the border)."""
     n, h2, w2, c = y.shape
     p = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h2 // 2 + 1, 2, w2 // 2 + 1, 2, c)
     return p.transpose(0, 1, 3, 2, 4, 5)

@@ -137,7 +137,8 @@ def load_vgg19(path: str | os.PathLike, layer: str) -> dict:
         kernel, bias = data.get(f"{name}/kernel"), data.get(f"{name}/bias")
         if kernel is None or bias is None:
             raise ValueError(
-                f"--vgg_weights={path}: missing {name}/kernel or {name}/bias (layout: see lrgen.nets.networks.load_vgg19)"
+                f"--vgg_weights={path}: missing {name}/kernel or {name}/bias "
+                "(layout: see lrgen.nets.networks.load_vgg19)"
             )
         if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, c_in) or bias.shape != (kernel.shape[3],):
             raise ValueError(
