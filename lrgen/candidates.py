@@ -56,6 +56,11 @@ def select(
     return order[: best + 1], means[best], curve
 
 
+def criterion(result) -> np.ndarray:
+    """(B,) what chooses among candidates: the held-out error, else the measurement loss."""
+    return result.holdout_error if "holdout_error" in result.history else result.measurement_loss
+
+
 def screen_then_continue(recoverer, z0, problem, params, truth, own, progress, log, table):
     """All candidates for ``screen`` iterations, then the one with the lowest held-out error alone.
 
@@ -65,8 +70,7 @@ def screen_then_continue(recoverer, z0, problem, params, truth, own, progress, l
     """
     cfg = recoverer.config
     first = recoverer.run(z0, problem, params, truth=truth, callback=progress, own_params=own, until=cfg.screen)
-    score = first.holdout_error if "holdout_error" in first.history else first.measurement_loss
-    b = int(np.argmin(score))
+    b = int(np.argmin(criterion(first)))
     log(f"screened {len(table)} candidates for {first.iterations} iterations: continuing {table[b]}")
     one = lambda t: jax.tree.map(lambda a: a[b : b + 1], t)  # noqa: E731
     hist = {k: (v[b : b + 1] if v.ndim == 2 else v) for k, v in first.history.items()}
@@ -86,8 +90,7 @@ def choose(result, table: list[dict], frames: np.ndarray) -> tuple[int, list[dic
     PSNR against ``frames`` is added to the table for the record only.
     """
     held = "holdout_error" in result.history
-    score = result.holdout_error if held else result.measurement_loss
-    b = int(np.argmin(score))
+    b = int(np.argmin(criterion(result)))
     rows = []
     for i, row in enumerate(table):
         rows.append(
@@ -105,7 +108,7 @@ def choose(result, table: list[dict], frames: np.ndarray) -> tuple[int, list[dic
 
 def average(result, b: int, table: list[dict], seq, log) -> dict:
     """Replace candidate ``b``'s frames and held-out error in ``result`` by the mean of the best
-    candidates (:func:`lrgen.ensemble.select`); mark the members in ``table``; return the record."""
+    candidates (:func:`select`); mark the members in ``table``; return the record."""
     members, mean, curve = select(result.x, result.holdout_error, seq.problem)
     result.x, result.holdout_error = np.array(result.x), np.array(result.holdout_error)
     result.x[b], result.holdout_error[b] = mean, curve[len(members) - 1]
