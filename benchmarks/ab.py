@@ -4,11 +4,12 @@ r"""One benchmark, two checkouts, side by side in one run: does a change cost sp
         --module=benchmarks.train_throughput --key=recipe --value=steps_per_second -- --num_steps=30
 
 runs ``python -m <module> <args>`` alternately in ``--baseline_root`` (before) and in this
-checkout (after), ``--rounds`` times each (A B A B …, so that load from anything else on the
-machine falls on both alike). Every JSON line the module prints is a row; rows are matched by
-``--key`` and the medians of ``--value`` over the rounds are compared: the table gives
-before, after and after/before (for a rate such as steps/s, > 1 is faster; for a time, < 1).
-Writes the table and the raw rows to ``--out``.
+checkout (after), ``--rounds`` times each, in the order A B B A A B … (so that load from anything
+else on the machine, and any drift in the machine's speed during the run — e.g. the second of two
+back-to-back runs on a CPU that has been busy for minutes — falls on both alike). Every JSON
+line the module prints is a row; rows are matched by ``--key`` and the medians of ``--value``
+over the rounds are compared: the table gives before, after and after/before (for a rate such
+as steps/s, > 1 is faster; for a time, < 1). Writes the table and the raw rows to ``--out``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main(argv):
     values: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     raw = []
     for r in range(FLAGS.rounds):
-        for name, root in roots.items():
+        for name, root in list(roots.items())[:: 1 if r % 2 == 0 else -1]:
             for row in run_once(root, args):
                 values[name].setdefault(str(row[FLAGS.key]), []).append(float(row[FLAGS.value]))
                 raw.append({"round": r, "code": name, **row})

@@ -253,9 +253,8 @@ def loop_section() -> dict:
     sz = _sizes()
     runs, compile_s = {}, {}
     for loop in ("python", "scan"):
-        runs[loop], compile_s[loop], _, _ = batch_throughput.timer(
-            "joint", 1, sz["loop_iterations"], T=sz["T"], S=sz["S"], loop=loop
-        )
+        t = batch_throughput.timer("joint", 1, sz["loop_iterations"], T=sz["T"], S=sz["S"], loop=loop)
+        runs[loop], compile_s[loop] = t.run, t.compile_s
     times: dict[str, list[float]] = {"python": [], "scan": []}
     for r in range(FLAGS.rounds):
         for loop in ("python", "scan") if r % 2 == 0 else ("scan", "python"):

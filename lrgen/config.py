@@ -20,6 +20,7 @@ Z_OPTIMIZERS = ("gd", "adam")
 SCHEDULES = ("staircase", "cosine")
 Z_INITS = ("fixed_z", "fixed_seed", "random")  # what lrgen.engine.init_codes draws
 LOOPS = ("auto", "python", "scan")
+BATCHING_CHOICES = ("auto", "unrolled", "vmapped", "mapped")  # see lrgen.engine.BATCHINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,9 @@ class RecoverConfig:
       log_every: iterations between host round trips (metrics, PSNR, progress).
       loop: ``python`` (jitted step driven from Python), ``scan`` (jitted loop of ``log_every``
         steps) or ``auto`` (python on CPU, scan elsewhere).
+      batching: how a batch of sequences runs the one-sequence step (:data:`lrgen.engine.BATCHINGS`);
+        ``auto`` = the per-backend choice of :func:`lrgen.engine.choose_batching`. All compute the
+        same numbers; only speed differs (the override exists to measure them side by side).
       preset: the name of the :data:`PRESETS` entry these values started from (for the record;
         :func:`resolve` sets it).
       z_optimizer: ``gd``: Z ← P_r(Z − α ∇_Z L) (the original); ``adam``: Z ← P_r(Z + Adam(∇_Z L;
@@ -74,6 +78,7 @@ class RecoverConfig:
     generator_lr_decay_every: int = 0
     log_every: int = 100
     loop: str = "auto"
+    batching: str = "auto"
     preset: str = "faithful"
     z_optimizer: str = "gd"
     z_step_per_frame: float = 200.0 / 256.0
@@ -136,6 +141,8 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         raise ValueError(f"--generator_lr_decay={config.generator_lr_decay}: must lie in (0, 1]")
     if config.generator_lr_decay_every < 0:
         raise ValueError(f"--generator_lr_decay_every={config.generator_lr_decay_every}: must be ≥ 0")
+    if config.batching not in BATCHING_CHOICES:
+        raise ValueError(f"--batching={config.batching}: allowed values are {', '.join(BATCHING_CHOICES)}")
     if config.log_every < 1:
         raise ValueError(f"--log_every={config.log_every}: must be ≥ 1")
     if config.loop not in LOOPS:

@@ -28,7 +28,10 @@ all B·T frames. ``single`` (B = 1) runs the one-sequence program; ``vmapped`` i
 ``unrolled`` applies the step to each sequence in turn within one program, used for
 per-sequence generators on XLA:CPU (B ≤ :data:`MAX_UNROLLED_BATCH`, one device), where vmap
 would turn their convolutions into grouped ones that XLA:CPU runs slowly (joint B = 4: 354 →
-198 ms per iteration unrolled; BUILD_NOTES).
+198 ms per iteration unrolled; BUILD_NOTES); ``mapped`` runs the step on each sequence in turn
+inside one ``lax.map``, used for a shared generator on one XLA:CPU device: each sequence then
+works on the activations of T frames, which stay in cache, where vmap streams B·T frames
+(:func:`choose_batching` gives the measurements).
 
 Sharding (:func:`per_device`): with a mesh of several devices every batched function runs under
 ``jax.shard_map`` over the sequence axis, so each device runs the one-device program on its own
@@ -352,21 +355,44 @@ def vmapped(fn: Callable) -> Callable:
     return jax.vmap(fn, in_axes=(0, 0, None))
 
 
-BATCHINGS: dict[str, Callable[[Callable], Callable]] = {"single": single, "unrolled": unrolled, "vmapped": vmapped}
+def mapped(fn: Callable) -> Callable:
+    """Each sequence in turn inside one program (``jax.lax.map``): every sequence runs the very
+    computation of B = 1, at its working-set size, and the program does not grow with B."""
+
+    def each(state, problem, shared):
+        return jax.lax.map(lambda sp: fn(sp[0], sp[1], shared), (state, problem))
+
+    return each
+
+
+BATCHINGS: dict[str, Callable[[Callable], Callable]] = {
+    "single": single,
+    "unrolled": unrolled,
+    "vmapped": vmapped,
+    "mapped": mapped,
+}
 
 
 def choose_batching(config: RecoverConfig, batch: int, devices: int = 1) -> str:
     """The strategy for ``batch`` sequences per device on ``devices`` devices (measured choices).
 
     One sequence: ``single``. Several CPU devices: ``unrolled`` (one-matrix SVDs only; see the
-    module docstring). One device: ``unrolled`` for per-sequence generators on XLA:CPU up to
-    :data:`MAX_UNROLLED_BATCH`, else ``vmapped``.
+    module docstring). One XLA:CPU device: ``mapped`` for a shared (frozen) generator, whose
+    sequences then cost what one costs (latent, 2 cores, per-sequence speed vs B = 1 at
+    B = 4 / 16: mapped 0.97 / 0.97, unrolled 0.89 / 0.89, vmapped 0.76 / 0.70); ``unrolled``
+    for per-sequence generators up to :data:`MAX_UNROLLED_BATCH` (joint B = 4: 0.76; the
+    same step inside ``lax.map`` runs ~30× slower on XLA:CPU, its convolution gradients in a
+    loop body), else ``vmapped``. Accelerators: ``vmapped``. ``config.batching`` overrides.
     """
+    if config.batching != "auto":
+        return config.batching
     cpu = jax.default_backend() == "cpu"
     if batch == 1:
         return "single"
     if devices > 1 and cpu:
         return "unrolled"
+    if cpu and not config.trains_generator:
+        return "mapped"
     return "unrolled" if config.trains_generator and cpu and batch <= MAX_UNROLLED_BATCH else "vmapped"
 
 

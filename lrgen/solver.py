@@ -175,28 +175,34 @@ class Recoverer(engine.Engine):
                 cfg.patience > 0 and bool(np.all(done - np.asarray(logs["best_step"]) >= cfg.patience))
             ),
         )
-        # The finalize after the loop: the run's strategy when sharded, else single or vmapped.
-        finalize_fn, render_fn = _tail(self, batching if n_devices > 1 else ("single" if B == 1 else "vmapped"), mesh)
-        final = finalize_fn(loop.state, problem, shared)
-        best_params = final.best_params if cfg.trains_generator else None
-        if truth is None:
-            loop.history.pop("psnr")
-        return RecoverResult(
-            z=np.asarray(final.best_z),
-            params=jax.device_get(best_params),
-            x=np.asarray(render_fn(final.best_z, best_params, shared)),
-            measurement_loss=np.asarray(final.best_loss),
-            history=loop.history,
-            compile_seconds=compile_seconds,
-            seconds=loop.seconds,
-            seconds_per_iteration=loop.seconds_per_iteration,
-            loop=self.loop,
-            iterations=loop.done,
-            best_step=np.asarray(final.best_step),
-            holdout_error=np.asarray(final.best_holdout),
-            state=loop.state,
-            batching=("per_device:" if n_devices > 1 else "") + batching,
-        )
+        return _result(self, loop, problem, shared, truth, batching, mesh, compile_seconds)
+
+
+def _result(rec: Recoverer, loop: driver.LoopResult, problem, shared, truth, batching, mesh, compile_seconds):
+    """The :class:`RecoverResult` of a finished loop: the best iterate finalized and rendered."""
+    B, n_devices = loop.state.z.shape[0], 1 if mesh is None else mesh.devices.size
+    # The finalize after the loop: the run's strategy when sharded, else single or vmapped.
+    finalize_fn, render_fn = _tail(rec, batching if n_devices > 1 else ("single" if B == 1 else "vmapped"), mesh)
+    final = finalize_fn(loop.state, problem, shared)
+    best_params = final.best_params if rec.config.trains_generator else None
+    if truth is None:
+        loop.history.pop("psnr")
+    return RecoverResult(
+        z=np.asarray(final.best_z),
+        params=jax.device_get(best_params),
+        x=np.asarray(render_fn(final.best_z, best_params, shared)),
+        measurement_loss=np.asarray(final.best_loss),
+        history=loop.history,
+        compile_seconds=compile_seconds,
+        seconds=loop.seconds,
+        seconds_per_iteration=loop.seconds_per_iteration,
+        loop=rec.loop,
+        iterations=loop.done,
+        best_step=np.asarray(final.best_step),
+        holdout_error=np.asarray(final.best_holdout),
+        state=loop.state,
+        batching=("per_device:" if n_devices > 1 else "") + batching,
+    )
 
 
 def _empty_history(names: tuple[str, ...], B: int) -> dict[str, np.ndarray]:

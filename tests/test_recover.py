@@ -88,19 +88,23 @@ def test_best_iterate_is_kept_codes_and_weights_together():
 
 @pytest.mark.parametrize("update", ["latent", "joint"])
 def test_batch_equals_separate_runs(update):
-    """B sequences in one vmapped run give each sequence's single-run result."""
+    """B sequences in one run, with every batching strategy, give each sequence's single-run result."""
     model, params, _, _ = _problem(0)
     problems = [_problem(s)[2] for s in (0, 1, 2)]
     cfg = engine.RecoverConfig(update=update, iterations=12, log_every=4, z_step=5.0, generator_lr=1e-3)
     z0 = jnp.stack([engine.init_codes(jax.random.key(s), T, SPEC.z_dim, "random") for s in (0, 1, 2)])
-    _, together = _run(cfg, problems, params, model, z0=z0)
-    for b, prob in enumerate(problems):
-        _, alone = _run(cfg, [prob], params, model, z0=z0[b : b + 1])
-        np.testing.assert_allclose(together.z[b], alone.z[0], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(together.x[b], alone.x[0], atol=1e-5)
-        np.testing.assert_allclose(
-            together.history["measurement_loss"][b], alone.history["measurement_loss"][0], rtol=1e-4
-        )
+    alone = [_run(cfg, [prob], params, model, z0=z0[b : b + 1])[1] for b, prob in enumerate(problems)]
+    assert {a.batching for a in alone} == {"single"}
+    for batching in ("auto", "unrolled", "vmapped", "mapped"):
+        strategy = dataclasses.replace(cfg, batching=batching)
+        _, together = _run(strategy, problems, params, model, z0=z0)
+        assert together.batching == engine.choose_batching(strategy, 3) and together.batching != "auto"
+        for b in range(len(problems)):
+            np.testing.assert_allclose(together.z[b], alone[b].z[0], rtol=1e-4, atol=1e-5, err_msg=batching)
+            np.testing.assert_allclose(together.x[b], alone[b].x[0], atol=1e-5, err_msg=batching)
+            np.testing.assert_allclose(
+                together.history["measurement_loss"][b], alone[b].history["measurement_loss"][0], rtol=1e-4
+            )
 
 
 def test_same_seed_same_result_and_loops_agree():
@@ -158,6 +162,7 @@ def test_non_finite_loss_stops_the_run():
         (dict(iterations=0), "--iterations"),
         (dict(generator_lr_decay=0.0), "--generator_lr_decay"),
         (dict(loop="while"), "--loop"),
+        (dict(batching="single"), "--batching"),
     ],
 )
 def test_config_validation_names_the_flag(change, flag):
