@@ -20,7 +20,7 @@ Z_OPTIMIZERS = ("gd", "adam")
 SCHEDULES = ("staircase", "cosine")
 Z_INITS = ("fixed_z", "fixed_seed", "random")  # what lrgen.engine.init_codes draws
 LOOPS = ("auto", "python", "scan")
-BATCHING_CHOICES = ("auto", "unrolled", "vmapped", "mapped")  # see lrgen.engine.BATCHINGS
+BATCHING_CHOICES = ("auto", "unrolled", "vmapped", "mapped", "dispatched")  # see lrgen.engine.BATCHINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +143,8 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         raise ValueError(f"--generator_lr_decay_every={config.generator_lr_decay_every}: must be ≥ 0")
     if config.batching not in BATCHING_CHOICES:
         raise ValueError(f"--batching={config.batching}: allowed values are {', '.join(BATCHING_CHOICES)}")
+    if config.batching == "dispatched" and config.loop == "scan":
+        raise ValueError("--batching=dispatched: needs --loop=python or auto (the driver calls the step per sequence)")
     if config.log_every < 1:
         raise ValueError(f"--log_every={config.log_every}: must be ≥ 1")
     if config.loop not in LOOPS:

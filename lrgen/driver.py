@@ -80,6 +80,28 @@ def python_chunks(step: Callable, *args: Any) -> Callable:
     return advance
 
 
+def dispatched_chunks(step: Callable, problem: Any, shared: Any) -> Callable:
+    """``advance`` for a batch from a compiled ONE-sequence ``step(state, problem, shared)``:
+    every iteration calls it once per sequence from Python. The batch's state is split into
+    per-sequence states at the start of a chunk and stacked again at its end, so the steps
+    themselves work on one sequence's buffers (in place, donated) at the speed of B = 1."""
+    B = jax.tree.leaves(problem)[0].shape[0]
+    problems = [jax.tree.map(lambda a, i=i: a[i], problem) for i in range(B)]
+
+    def advance(state, done: int, n: int):
+        states = [jax.tree.map(lambda a, i=i: a[i], state) for i in range(B)]
+        ms = [[] for _ in range(B)]
+        for _ in range(n):
+            for i in range(B):
+                states[i], m = step(states[i], problems[i], shared)
+                ms[i].append(m)
+        ms = jax.device_get(ms)
+        metrics = {k: np.stack([np.stack([m[k] for m in seq], axis=-1) for seq in ms]) for k in ms[0][0]}
+        return jax.tree.map(lambda *a: jax.numpy.stack(a), *states), metrics
+
+    return advance
+
+
 def scan_chunks(chunk: Callable, *args: Any) -> Callable:
     """``advance`` from a compiled ``chunk(state, *args, n) -> (state, buffer)`` running n steps
     in one jitted loop; the buffer holds ``log_every`` slots per metric, the first n filled."""

@@ -25,13 +25,13 @@ Batching (:data:`BATCHINGS`, the chosen name is recorded in every result): every
 quantity (y, operator, Z and, when G is trained, θ and its Adam state) has a leading batch axis
 B. A generator that is not trained is shared (not batched), so its convolutions run once over
 all B·T frames. ``single`` (B = 1) runs the one-sequence program; ``vmapped`` is ``jax.vmap``;
-``unrolled`` applies the step to each sequence in turn within one program, used for
-per-sequence generators on XLA:CPU (B ≤ :data:`MAX_UNROLLED_BATCH`, one device), where vmap
-would turn their convolutions into grouped ones that XLA:CPU runs slowly (joint B = 4: 354 →
-198 ms per iteration unrolled; BUILD_NOTES); ``mapped`` runs the step on each sequence in turn
-inside one ``lax.map``, used for a shared generator on one XLA:CPU device: each sequence then
-works on the activations of T frames, which stay in cache, where vmap streams B·T frames
-(:func:`choose_batching` gives the measurements).
+``unrolled`` applies the step to each sequence in turn within one program (several CPU
+devices); per-sequence generators on one XLA:CPU device are ``dispatched``: the driver calls the
+one-sequence step per sequence from Python, since vmap would turn their convolutions into
+grouped ones that XLA:CPU runs slowly and even unrolled copies cost ~1.15× per sequence;
+``mapped`` runs the step on each sequence in turn inside one ``lax.map``, used for a shared
+generator on one XLA:CPU device: each sequence then works on the activations of T frames, which
+stay in cache, where vmap streams B·T frames (:func:`choose_batching` gives the measurements).
 
 Sharding (:func:`per_device`): with a mesh of several devices every batched function runs under
 ``jax.shard_map`` over the sequence axis, so each device runs the one-device program on its own
@@ -370,6 +370,8 @@ BATCHINGS: dict[str, Callable[[Callable], Callable]] = {
     "unrolled": unrolled,
     "vmapped": vmapped,
     "mapped": mapped,
+    # "dispatched" is not a transformation of the step: the driver calls the one-sequence step
+    # per sequence from Python (lrgen.driver.dispatched_chunks; python loop only).
 }
 
 
@@ -380,9 +382,11 @@ def choose_batching(config: RecoverConfig, batch: int, devices: int = 1) -> str:
     module docstring). One XLA:CPU device: ``mapped`` for a shared (frozen) generator, whose
     sequences then cost what one costs (latent, 2 cores, per-sequence speed vs B = 1 at
     B = 4 / 16: mapped 0.97 / 0.97, unrolled 0.89 / 0.89, vmapped 0.76 / 0.70); ``unrolled``
-    for per-sequence generators up to :data:`MAX_UNROLLED_BATCH` (joint B = 4: 0.76; the
-    same step inside ``lax.map`` runs ~30× slower on XLA:CPU, its convolution gradients in a
-    loop body), else ``vmapped``. Accelerators: ``vmapped``. ``config.batching`` overrides.
+    for per-sequence generators before (joint B = 4 / 16: 0.85 / 0.88; the same step inside
+    ``lax.map`` runs ~30× slower on XLA:CPU, its convolution gradients in a loop body); now
+    ``dispatched`` for them with the python loop: the one-sequence step called per sequence from
+    Python (:func:`lrgen.driver.dispatched_chunks`; joint B = 4 / 16: 0.95 / 0.95).
+    Accelerators: ``vmapped``. ``config.batching`` overrides.
     """
     if config.batching != "auto":
         return config.batching
@@ -393,7 +397,9 @@ def choose_batching(config: RecoverConfig, batch: int, devices: int = 1) -> str:
         return "unrolled"
     if cpu and not config.trains_generator:
         return "mapped"
-    return "unrolled" if config.trains_generator and cpu and batch <= MAX_UNROLLED_BATCH else "vmapped"
+    if cpu and choose_loop(config) == "python":
+        return "dispatched"
+    return "vmapped"
 
 
 def per_device(fn: Callable, mesh: jax.sharding.Mesh | None, replicated: tuple[int, ...] = ()) -> Callable:

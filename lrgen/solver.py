@@ -152,8 +152,11 @@ class Recoverer(engine.Engine):
         state, problem, truth, shared = _place(mesh, state, problem, truth, shared)
         n_devices = 1 if mesh is None else mesh.devices.size
         batching = engine.choose_batching(cfg, B // n_devices, n_devices)
+        if batching == "dispatched" and (self.loop != "python" or n_devices > 1):
+            raise ValueError("--batching=dispatched: runs with the python loop on one device only")
         step_fn, eval_fn, compile_seconds = _compile(self, state, problem, shared, truth, batching, mesh)
         chunks = driver.python_chunks if self.loop == "python" else driver.scan_chunks
+        chunks = driver.dispatched_chunks if batching == "dispatched" else chunks
         loop = driver.run(
             chunks(step_fn, problem, shared),
             state,
@@ -260,7 +263,10 @@ def _compile(rec: Recoverer, state, problem, shared, truth, batching: str, mesh)
     devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
 
     def build():
-        if rec.loop == "python":
+        if batching == "dispatched":  # the one-sequence step, called per sequence (driver.dispatched_chunks)
+            one = jax.tree.map(lambda a: a[0], (state, problem))
+            lowered = jax.jit(rec.step, donate_argnums=0).lower(*one, shared)
+        elif rec.loop == "python":
             step = engine.per_device(engine.BATCHINGS[batching](rec.step), mesh, replicated=(2,))
             lowered = jax.jit(step, donate_argnums=0).lower(state, problem, shared)
         else:

@@ -95,7 +95,7 @@ def test_batch_equals_separate_runs(update):
     z0 = jnp.stack([engine.init_codes(jax.random.key(s), T, SPEC.z_dim, "random") for s in (0, 1, 2)])
     alone = [_run(cfg, [prob], params, model, z0=z0[b : b + 1])[1] for b, prob in enumerate(problems)]
     assert {a.batching for a in alone} == {"single"}
-    for batching in ("auto", "unrolled", "vmapped", "mapped"):
+    for batching in ("auto", "unrolled", "vmapped", "mapped", "dispatched"):
         strategy = dataclasses.replace(cfg, batching=batching)
         _, together = _run(strategy, problems, params, model, z0=z0)
         assert together.batching == engine.choose_batching(strategy, 3) and together.batching != "auto"
