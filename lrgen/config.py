@@ -142,9 +142,8 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
     if config.generator_lr_decay_every < 0:
         raise ValueError(f"--generator_lr_decay_every={config.generator_lr_decay_every}: must be ≥ 0")
     if config.batching not in BATCHING_CHOICES:
-        raise ValueError(f"--batching={config.batching}: allowed values are {', '.join(BATCHING_CHOICES)}")
-    if config.batching == "dispatched" and config.loop == "scan":
-        raise ValueError("--batching=dispatched: needs --loop=python or auto (the driver calls the step per sequence)")
+        # A library setting, not a flag (the binaries always run ``auto``).
+        raise ValueError(f"RecoverConfig.batching={config.batching}: allowed values are {', '.join(BATCHING_CHOICES)}")
     if config.log_every < 1:
         raise ValueError(f"--log_every={config.log_every}: must be ≥ 1")
     if config.loop not in LOOPS:

@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from lrgen import engine
+
 Metrics = dict[str, np.ndarray]
 
 
@@ -86,10 +88,10 @@ def dispatched_chunks(step: Callable, problem: Any, shared: Any) -> Callable:
     per-sequence states at the start of a chunk and stacked again at its end, so the steps
     themselves work on one sequence's buffers (in place, donated) at the speed of B = 1."""
     B = jax.tree.leaves(problem)[0].shape[0]
-    problems = [jax.tree.map(lambda a, i=i: a[i], problem) for i in range(B)]
+    problems = [engine.index(problem, i) for i in range(B)]
 
     def advance(state, done: int, n: int):
-        states = [jax.tree.map(lambda a, i=i: a[i], state) for i in range(B)]
+        states = [engine.index(state, i) for i in range(B)]
         ms = [[] for _ in range(B)]
         for _ in range(n):
             for i in range(B):

@@ -325,7 +325,8 @@ class Engine:
 # ---------------------------------------------------------------------------- batching strategies
 # Each lifts fn(state, problem, shared) of ONE sequence to the same over a leading batch axis B of
 # state and problem (shared weights unbatched); the name chosen is recorded in every result.
-def _index(tree: Any, i: int) -> Any:
+def index(tree: Any, i: int) -> Any:
+    """Sequence i of a batched pytree (the leading axis taken off)."""
     return jax.tree.map(lambda a: a[i], tree)
 
 
@@ -333,7 +334,7 @@ def single(fn: Callable) -> Callable:
     """B = 1: the one-sequence program, with the batch axis taken off and put back."""
 
     def one(state, problem, shared):
-        out = fn(_index(state, 0), _index(problem, 0), shared)
+        out = fn(index(state, 0), index(problem, 0), shared)
         return jax.tree.map(lambda a: jnp.stack((a,)), out)
 
     return one
@@ -344,7 +345,7 @@ def unrolled(fn: Callable) -> Callable:
 
     def each(state, problem, shared):
         B = jax.tree.leaves(state)[0].shape[0]
-        outs = [fn(_index(state, i), _index(problem, i), shared) for i in range(B)]
+        outs = [fn(index(state, i), index(problem, i), shared) for i in range(B)]
         return jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
     return each

@@ -153,7 +153,7 @@ class Recoverer(engine.Engine):
         n_devices = 1 if mesh is None else mesh.devices.size
         batching = engine.choose_batching(cfg, B // n_devices, n_devices)
         if batching == "dispatched" and (self.loop != "python" or n_devices > 1):
-            raise ValueError("--batching=dispatched: runs with the python loop on one device only")
+            raise ValueError("RecoverConfig.batching=dispatched: runs with the python loop on one device only")
         step_fn, eval_fn, compile_seconds = _compile(self, state, problem, shared, truth, batching, mesh)
         chunks = driver.python_chunks if self.loop == "python" else driver.scan_chunks
         chunks = driver.dispatched_chunks if batching == "dispatched" else chunks

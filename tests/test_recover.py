@@ -162,7 +162,7 @@ def test_non_finite_loss_stops_the_run():
         (dict(iterations=0), "--iterations"),
         (dict(generator_lr_decay=0.0), "--generator_lr_decay"),
         (dict(loop="while"), "--loop"),
-        (dict(batching="single"), "--batching"),
+        (dict(batching="single"), "RecoverConfig.batching"),
     ],
 )
 def test_config_validation_names_the_flag(change, flag):

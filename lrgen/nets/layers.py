@@ -16,9 +16,9 @@ several exact forward forms:
   every input pixel times the whole kernel, the 16 taps then added into place;
 * forward, phase GEMM: the sub-pixel form as one explicit matrix product (exact, not picked);
 * input gradient: dx[i] = Σ_κ W[κ] · dy[2i − 1 + κ], a stride-2 4×4 convolution of dy (for the
-  image layer, the adjoint of the sub-pixel form);
+  image layer, im2col of dy times the tap matrix: the adjoint of the GEMM form);
 * weight gradient: dW[κ] = Σ_i x[i] ⊗ dy[2i − 1 + κ], a convolution of dy with x dilated by 2,
-  contracting over the batch.
+  contracting over the batch (for the image layer, one GEMM xᵀ · im2col(dy) over the batch).
 
 All are verified against a scatter and autodiff of the reference form in
 ``tests/test_layers.py``. Kernels are stored in PyTorch's own layout ``[in, out, kH, kW]``, so the
@@ -80,8 +80,8 @@ BN_EPS = 1e-5
 #
 # All are the same sums in another order (tests/test_layers.py checks each against a scatter).
 _FORWARDS = ("dilated", "subpixel", "gemm", "phase_gemm")
-_GRADS_X = ("strided", "subpixel", "phase_gemm")
-_GRADS_W = ("dilated", "phase_gemm")
+_GRADS_X = ("strided", "subpixel", "phase_gemm", "gemm")
+_GRADS_W = ("dilated", "phase_gemm", "gemm")
 _THIN = 4  # output channels up to which a layer counts as the image layer (C = 1 or 3)
 
 
@@ -121,16 +121,56 @@ def _conv_transpose_subpixel(x: jax.Array, w: jax.Array) -> jax.Array:
     return _interleave_phases(y.reshape(n, h + 1, wd + 1, 2, 2, c_out), h, wd)
 
 
+def _tap_matrix(w: jax.Array) -> jax.Array:
+    """(C_in, C_out, 4, 4) → (C_in, 16·C_out), columns (κ, λ, o): every tap of the kernel side by side."""
+    c_in, c_out = w.shape[:2]
+    return w.transpose(0, 2, 3, 1).reshape(c_in, 16 * c_out)
+
+
+def _col2im(t: jax.Array) -> jax.Array:
+    """(N, h, w, 4, 4, C) tap products → the (N, 2h, 2w, C) output: tap (κ, λ) of input (i, j) adds
+    into output (2i − 1 + κ, 2j − 1 + λ).
+
+    Output row 2p takes taps κ = 1 of input row p and κ = 3 of row p − 1; row 2p + 1 takes κ = 2
+    of row p and κ = 0 of row p + 1 (the same along columns): two adds of shifted slices per
+    axis, then the two phases of each axis are interleaved.
+    """
+    n, h, wd, _, _, c = t.shape
+
+    def fold(u: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:  # the taps are axis 3
+        def tap(k):
+            return lax.index_in_dim(u, k, 3, keepdims=False)
+
+        def shift(v, down):  # v[p − 1] (down) or v[p + 1], 0 outside
+            z = jnp.zeros_like(lax.slice_in_dim(v, 0, 1, axis=axis))
+            if down:
+                return jnp.concatenate([z, lax.slice_in_dim(v, 0, v.shape[axis] - 1, axis=axis)], axis)
+            return jnp.concatenate([lax.slice_in_dim(v, 1, v.shape[axis], axis=axis), z], axis)
+
+        return tap(1) + shift(tap(3), True), tap(2) + shift(tap(0), False)
+
+    rows = fold(t, 1)  # each (N, h, w, 4, C): output rows 2p and 2p + 1; then λ is axis 3
+    y = jnp.stack([jnp.stack(fold(r, 2), axis=3) for r in rows], axis=2)  # (N, h, 2, w, 2, C)
+    return y.reshape(n, 2 * h, 2 * wd, c)
+
+
+def _im2col(dy: jax.Array) -> jax.Array:
+    """(N, 2h, 2w, C) → (N, h, w, 4, 4, C) with P[n, i, j, κ, λ] = dy[n, 2i − 1 + κ, 2j − 1 + λ] (0
+    outside): the adjoint of :func:`_col2im`, each input pixel's 4×4 window of the output."""
+    n, h2, w2, c = dy.shape
+    h, wd = h2 // 2, w2 // 2
+    p = jnp.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h + 1, 2, wd + 1, 2, c)
+    rows = jnp.concatenate([p[:, :h], p[:, 1:]], axis=2)  # (N, h, 4, w + 1, 2, C): κ = 2s + a
+    cols = jnp.concatenate([rows[:, :, :, :wd], rows[:, :, :, 1:]], axis=4)  # (N, h, 4, w, 4, C)
+    return cols.transpose(0, 1, 3, 2, 4, 5)
+
+
 def _conv_transpose_gemm(x: jax.Array, w: jax.Array) -> jax.Array:
-    # PyTorch's own method: every input pixel times the whole kernel (one matrix product), then
-    # the 16 taps are added into place (col2im). For few output channels this beats a convolution.
-    # With κ = 2s + a, tap κ of input i lands on padded position p = i + s + 1, phase a.
-    n, h, wd, _ = x.shape
-    c_out = w.shape[1]
-    t = jnp.einsum("nhwc,cokl->nhwklo", x, w).reshape(n, h, wd, 2, 2, 2, 2, c_out)  # (s, a, u, b)
-    t = jnp.pad(t, ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * 5)
-    p = t[:, 1:, 1:, 0, :, 0] + t[:, :-1, 1:, 1, :, 0] + t[:, 1:, :-1, 0, :, 1] + t[:, :-1, :-1, 1, :, 1]
-    return _interleave_phases(p, h, wd)
+    # PyTorch's own method: every input pixel times the whole kernel (one matrix product,
+    # M = N·h·w rows, 16·C_out columns), then the 16 taps are added into place (col2im).
+    n, h, wd, c_in = x.shape
+    t = x.reshape(-1, c_in) @ _tap_matrix(w)
+    return _col2im(t.reshape(n, h, wd, 4, 4, w.shape[1]))
 
 
 def _subpixel_kernel(w: jax.Array) -> jax.Array:
@@ -200,16 +240,20 @@ def _grad_w_phase_gemm(x: jax.Array, dy: jax.Array) -> jax.Array:
 
 
 def _grad_x_formulation(c_out: int) -> str:
-    return "subpixel" if c_out <= _THIN else "strided"
+    return "gemm" if c_out <= _THIN else "strided"
 
 
 def _grad_w_formulation(c_out: int) -> str:
-    return "dilated"
+    return "gemm" if c_out <= _THIN else "dilated"
 
 
 def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array, how: str | None = None) -> jax.Array:
     # dx[n,i,j,c] = Σ_{κ,λ,o} dy[n, 2i−1+κ, 2j−1+λ, o] · W[c, o, κ, λ]
     how = how or _grad_x_formulation(w.shape[1])
+    if how == "gemm":  # the adjoint of the GEMM forward: im2col(dy) (M × 16·C_out) times the tap matrixᵀ
+        n, h2, w2, c_out = dy.shape
+        q = _im2col(dy).reshape(-1, 16 * c_out) @ _tap_matrix(w).T
+        return q.reshape(n, h2 // 2, w2 // 2, w.shape[0])
     if how == "phase_gemm":
         return _grad_x_phase_gemm(dy, w)
     if how == "subpixel":  # few channels: the adjoint of the sub-pixel form (a 2×2 correlation)
@@ -223,6 +267,10 @@ def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array, how: str | None = None) 
 def _conv_transpose_grad_w(x: jax.Array, dy: jax.Array, how: str | None = None) -> jax.Array:
     # dW[c,o,κ,λ] = Σ_{n,i,j} x[n,i,j,c] · dy[n, 2i−1+κ, 2j−1+λ, o]
     how = how or _grad_w_formulation(dy.shape[-1])
+    if how == "gemm":  # one GEMM over the batch: xᵀ (C_in × M) times im2col(dy) (M × 16·C_out)
+        c_in, c_out = x.shape[-1], dy.shape[-1]
+        g = x.reshape(-1, c_in).T @ _im2col(dy).reshape(-1, 16 * c_out)
+        return g.reshape(c_in, 4, 4, c_out).transpose(0, 3, 1, 2)
     if how == "phase_gemm":
         return _grad_w_phase_gemm(x, dy)
     # The batch axis n is the contracted feature axis, o plays the batch, x (dilated by 2) is the kernel.
