@@ -86,9 +86,9 @@ _THIN = 4  # output channels up to which a layer counts as the image layer (C = 
 
 
 def _forward_formulation(x_shape: Sequence[int], c_out: int) -> str:
-    if c_out <= _THIN:
+    if c_out <= _THIN or min(x_shape[1], x_shape[2]) < 8:  # the image layer, and the 4×4 first layer
         return "gemm"
-    return "subpixel" if min(x_shape[1], x_shape[2]) >= 8 else "dilated"
+    return "subpixel"
 
 
 def _conv_transpose_dilated(x: jax.Array, w: jax.Array) -> jax.Array:
