@@ -23,9 +23,10 @@ gradient cost the same. The code layer (k → 4×4×C_1) costs 2·k·16·C_1. A 
 forward and input gradients, a generator step the forward, the weight gradients and the input
 gradients of all layers above the first, a joint step all three. Elementwise work, the loss,
 Adam and the projection are not counted (they are < 1 % of the FLOPs).
-Batches run as :class:`lrgen.solver.Recoverer` runs them (``single``, ``unrolled`` or ``vmapped``:
-:data:`lrgen.engine.BATCHINGS`);
-XLA counts the whole program in each case.
+Batches run as :class:`lrgen.solver.Recoverer` runs them (``single``, ``unrolled``, ``vmapped``,
+``mapped`` — :data:`lrgen.engine.BATCHINGS` — or ``dispatched``: the one-sequence step called per
+sequence from Python, whose XLA count is B times the one-sequence program's); XLA counts the
+whole program otherwise.
 """
 
 from __future__ import annotations
@@ -114,7 +115,26 @@ def step_contender(spec: generators.GeneratorSpec, update: str, T: int, B: int):
     t0 = time.perf_counter()
     step, _, _ = solver._compile(rec, state, problem, shared, None, how, None)
     compile_s = time.perf_counter() - t0
+    if how == "dispatched":  # the one-sequence step called per sequence, as driver.dispatched_chunks does
+        return Timed(Dispatched(step, state, problem, shared), (), False), B * xla_flops(step), compile_s, how
     return Timed(step, (state, problem, shared), True), xla_flops(step), compile_s, how
+
+
+class Dispatched:
+    """One batch step of the ``dispatched`` strategy: the compiled one-sequence step per sequence."""
+
+    def __init__(self, step, state, problem, shared):
+        B = jax.tree.leaves(problem)[0].shape[0]
+        self.step, self.shared = step, shared
+        self.states = [engine.index(state, i) for i in range(B)]
+        self.problems = [engine.index(problem, i) for i in range(B)]
+
+    def __call__(self):
+        out = []
+        for i, p in enumerate(self.problems):
+            self.states[i], m = self.step(self.states[i], p, self.shared)
+            out.append(m)
+        return out
 
 
 def layer_contenders(spec: generators.GeneratorSpec, n: int):
