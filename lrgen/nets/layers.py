@@ -21,7 +21,7 @@ several exact forward forms:
   contracting over the batch (for the image layer, one GEMM xᵀ · im2col(dy) over the batch).
 
 All are verified against a scatter and autodiff of the reference form in
-``tests/test_layers.py``. Kernels are stored in PyTorch's own layout ``[in, out, kH, kW]``, so the
+``tests/test_generators.py``. Kernels are stored in PyTorch's own layout ``[in, out, kH, kW]``, so the
 original weights load without any rearrangement and Adam sees the same parameter tensor as in
 the original code.
 
@@ -70,15 +70,20 @@ BN_EPS = 1e-5
 
 # --------------------------------------------------------------------------- 4×4, stride 2
 # Which exact formulation computes a layer is chosen from its static shape, by measurement on
-# XLA:CPU (2 cores, N = 32, min ms; `python -m benchmarks.conv_backends --layers`):
+# XLA:CPU (2 cores, N = 32, min ms; `python -m benchmarks.conv_backends --layers`, session 8, a
+# host with ~25 % steal, so only the ratios within a row mean anything):
 #
-#   layer           forward: dilated  sub-pixel  GEMM+col2im | dx: strided  sub-pixel adjoint | dW
-#   4→8, 256→128             3.4        4.5        5.8       |     3.1         3.7           | 3.0
-#   8→16, 128→64             3.7        3.6        8.0       |     2.8         3.3           | 3.3
-#   16→32, 64→32             7.0        3.7       27.8       |     3.2         3.7           | 4.6
-#   32→64, 32→1              1.4        2.3        1.0       |     1.2         0.6           | 0.6
+#   layer           forward: dilated sub-pixel GEMM | dx: strided sub-pixel GEMM | dW: dilated GEMM
+#   4→8, 256→128             12.4     8.7     9.3  |      8.0      10.2    7.2  |      7.2    12.8
+#   8→16, 128→64             10.1     8.1    11.1  |      6.5       8.4   12.1  |     10.0    14.9
+#   16→32, 64→32              9.7     5.0     7.9  |      4.2       5.1    9.3  |      7.0    10.5
+#   32→64, 32→1               3.7     3.2     0.8  |      2.4       1.0    0.9  |      1.3     1.3
 #
-# All are the same sums in another order (tests/test_layers.py checks each against a scatter).
+# The GEMM forms pay for im2col/col2im copies of 16 × the layer's output (16 MB for 16→32), which
+# the thin image layer does not have. Whole joint step, interleaved in one process: the image
+# layer's gradients as GEMMs 0.94, the 4×4 first layer's forward as a GEMM a further 0.95 (the
+# sub-pixel form 0.945 on gray but 1.09 on RGB); every layer's gradients as GEMMs 1.40 (rejected).
+# All are the same sums in another order (tests/test_generators.py checks each in float64).
 _FORWARDS = ("dilated", "subpixel", "gemm", "phase_gemm")
 _GRADS_X = ("strided", "subpixel", "phase_gemm", "gemm")
 _GRADS_W = ("dilated", "phase_gemm", "gemm")
