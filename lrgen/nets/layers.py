@@ -70,8 +70,7 @@ BN_EPS = 1e-5
 
 # --------------------------------------------------------------------------- 4×4, stride 2
 # Which exact formulation computes a layer is chosen from its static shape, by measurement on
-# XLA:CPU (2 cores, N = 32, min ms; `python -m benchmarks.conv_backends --layers`, session 8, a
-# host with ~25 % steal, so only the ratios within a row mean anything):
+# XLA:CPU (N = 32, min ms, `python -m benchmarks.conv_backends --layers`; BUILD_NOTES, issue 14):
 #
 #   layer           forward: dilated sub-pixel GEMM | dx: strided sub-pixel GEMM | dW: dilated GEMM
 #   4→8, 256→128             12.4     8.7     9.3  |      8.0      10.2    7.2  |      7.2    12.8
@@ -79,11 +78,7 @@ BN_EPS = 1e-5
 #   16→32, 64→32              9.7     5.0     7.9  |      4.2       5.1    9.3  |      7.0    10.5
 #   32→64, 32→1               3.7     3.2     0.8  |      2.4       1.0    0.9  |      1.3     1.3
 #
-# The GEMM forms pay for im2col/col2im copies of 16 × the layer's output (16 MB for 16→32), which
-# the thin image layer does not have. Whole joint step, interleaved in one process: the image
-# layer's gradients as GEMMs 0.94, the 4×4 first layer's forward as a GEMM a further 0.95 (the
-# sub-pixel form 0.945 on gray but 1.09 on RGB); every layer's gradients as GEMMs 1.40 (rejected).
-# All are the same sums in another order (tests/test_generators.py checks each in float64).
+# The picks were then confirmed on the whole step, interleaved (the first layer's forward: GEMM).
 _FORWARDS = ("dilated", "subpixel", "gemm", "phase_gemm")
 _GRADS_X = ("strided", "subpixel", "phase_gemm", "gemm")
 _GRADS_W = ("dilated", "phase_gemm", "gemm")
@@ -133,26 +128,17 @@ def _tap_matrix(w: jax.Array) -> jax.Array:
 
 
 def _col2im(t: jax.Array) -> jax.Array:
-    """(N, h, w, 4, 4, C) tap products → the (N, 2h, 2w, C) output: tap (κ, λ) of input (i, j) adds
-    into output (2i − 1 + κ, 2j − 1 + λ).
-
-    Output row 2p takes taps κ = 1 of input row p and κ = 3 of row p − 1; row 2p + 1 takes κ = 2
-    of row p and κ = 0 of row p + 1 (the same along columns): two adds of shifted slices per
-    axis, then the two phases of each axis are interleaved.
-    """
+    """(N, h, w, 4, 4, C) tap products → (N, 2h, 2w, C): tap (κ, λ) of input (i, j) adds into output
+    (2i − 1 + κ, 2j − 1 + λ). Output row 2p takes κ = 1 of row p and κ = 3 of row p − 1, row 2p + 1
+    takes κ = 2 of row p and κ = 0 of row p + 1 (so for columns): shifted adds, then interleaving."""
     n, h, wd, _, _, c = t.shape
 
     def fold(u: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:  # the taps are axis 3
-        def tap(k):
-            return lax.index_in_dim(u, k, 3, keepdims=False)
-
-        def shift(v, down):  # v[p − 1] (down) or v[p + 1], 0 outside
-            z = jnp.zeros_like(lax.slice_in_dim(v, 0, 1, axis=axis))
-            if down:
-                return jnp.concatenate([z, lax.slice_in_dim(v, 0, v.shape[axis] - 1, axis=axis)], axis)
-            return jnp.concatenate([lax.slice_in_dim(v, 1, v.shape[axis], axis=axis), z], axis)
-
-        return tap(1) + shift(tap(3), True), tap(2) + shift(tap(0), False)
+        tap = lambda k: lax.index_in_dim(u, k, 3, keepdims=False)
+        zero = jnp.zeros_like(lax.slice_in_dim(tap(0), 0, 1, axis=axis))
+        down = jnp.concatenate([zero, lax.slice_in_dim(tap(3), 0, u.shape[axis] - 1, axis=axis)], axis)  # [p − 1]
+        up = jnp.concatenate([lax.slice_in_dim(tap(0), 1, u.shape[axis], axis=axis), zero], axis)  # [p + 1]
+        return tap(1) + down, tap(2) + up
 
     rows = fold(t, 1)  # each (N, h, w, 4, C): output rows 2p and 2p + 1; then λ is axis 3
     y = jnp.stack([jnp.stack(fold(r, 2), axis=3) for r in rows], axis=2)  # (N, h, 2, w, 2, C)
