@@ -84,7 +84,7 @@ def layer_table():
         picks = (
             layers._forward_formulation(x.shape, c_out),
             layers._grad_x_formulation(c_out),
-            layers._grad_w_formulation(c_out),
+            layers._grad_w_formulation(x.shape, c_out),
         )
         print(f"| {h}→{2 * h}, {c_in}→{c_out} | " + " | ".join(cell) + f" | {', '.join(picks)} |", flush=True)
     print(f"load after {os.getloadavg()}")
