@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lrgen import config, engine, operators, solver
+from lrgen import config, driver, engine, operators, solver
 from lrgen.nets import generators, layers
 
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds; min and median over them.")
@@ -121,7 +121,8 @@ def step_contender(spec: generators.GeneratorSpec, update: str, T: int, B: int):
 
 
 class Dispatched:
-    """One batch step of the ``dispatched`` strategy: the compiled one-sequence step per sequence."""
+    """One batch step of the ``dispatched`` strategy, as :func:`lrgen.driver.dispatched_chunks` runs it
+    (without its per-chunk split and restacking of the batch state)."""
 
     def __init__(self, step, state, problem, shared):
         B = jax.tree.leaves(problem)[0].shape[0]
@@ -130,11 +131,8 @@ class Dispatched:
         self.problems = [engine.index(problem, i) for i in range(B)]
 
     def __call__(self):
-        out = []
-        for i, p in enumerate(self.problems):
-            self.states[i], m = self.step(self.states[i], p, self.shared)
-            out.append(m)
-        return out
+        self.states, metrics = driver.dispatch(self.step, self.states, self.problems, self.shared)
+        return metrics
 
 
 def layer_contenders(spec: generators.GeneratorSpec, n: int):

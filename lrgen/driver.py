@@ -82,6 +82,13 @@ def python_chunks(step: Callable, *args: Any) -> Callable:
     return advance
 
 
+def dispatch(step: Callable, states: list, problems: list, shared: Any) -> tuple[list, list]:
+    """One iteration of a batch held as per-sequence states: the compiled one-sequence step called
+    once per sequence. Returns (new states, each sequence's metrics)."""
+    outs = [step(s, p, shared) for s, p in zip(states, problems, strict=True)]
+    return [o[0] for o in outs], [o[1] for o in outs]
+
+
 def dispatched_chunks(step: Callable, problem: Any, shared: Any) -> Callable:
     """``advance`` for a batch from a compiled ONE-sequence ``step(state, problem, shared)``:
     every iteration calls it once per sequence from Python. The batch's state is split into
@@ -94,9 +101,9 @@ def dispatched_chunks(step: Callable, problem: Any, shared: Any) -> Callable:
         states = [engine.index(state, i) for i in range(B)]
         ms = [[] for _ in range(B)]
         for _ in range(n):
+            states, m = dispatch(step, states, problems, shared)
             for i in range(B):
-                states[i], m = step(states[i], problems[i], shared)
-                ms[i].append(m)
+                ms[i].append(m[i])
         ms = jax.device_get(ms)
         metrics = {k: np.stack([np.stack([m[k] for m in seq], axis=-1) for seq in ms]) for k in ms[0][0]}
         return jax.tree.map(lambda *a: jax.numpy.stack(a), *states), metrics

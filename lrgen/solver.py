@@ -264,7 +264,7 @@ def _compile(rec: Recoverer, state, problem, shared, truth, batching: str, mesh)
 
     def build():
         if batching == "dispatched":  # the one-sequence step, called per sequence (driver.dispatched_chunks)
-            one = jax.tree.map(lambda a: a[0], (state, problem))
+            one = engine.index((state, problem), 0)
             lowered = jax.jit(rec.step, donate_argnums=0).lower(*one, shared)
         elif rec.loop == "python":
             step = engine.per_device(engine.BATCHINGS[batching](rec.step), mesh, replicated=(2,))
