@@ -115,9 +115,15 @@ def holdout_mask(key: jax.Array, operator: operators.Operator, y: jax.Array, fra
 
     Operator-agnostic: the entries with ``operator.measured(y) = 1`` (observed pixels, rows of a
     Gaussian A_t, entries of M_t X M_tᵀ, …) are each held out with probability ``fraction``.
+    The channels of one entry of a channel-last y (T, ·, ·, C: pixels, separable entries) are
+    held out together: the colours of a pixel are strongly correlated, so a channel held out
+    beside its measured siblings would be predicted from them and the held-out error would not
+    estimate the error where nothing was measured (on RGB walking: 38.7 dB on such held-out
+    entries against 24.6 dB on the missing pixels).
     """
     measured = jnp.broadcast_to(operator.measured(y), y.shape)
-    return (measured * (jax.random.uniform(key, y.shape) < fraction)).astype(y.dtype)
+    shape = (*y.shape[:-1], 1) if y.ndim == 4 else y.shape
+    return (measured * (jax.random.uniform(key, shape) < fraction)).astype(y.dtype)
 
 
 class RecoverState(struct.PyTreeNode):

@@ -88,6 +88,22 @@ def test_holdout_takes_only_measured_entries_and_leaves_the_loss(kind):
     np.testing.assert_allclose(data, jnp.mean((1 - h) * r2) * measured.sum() / (measured - h).sum(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["missing", "separable", "identity"])
+def test_holdout_keeps_the_channels_of_an_entry_together(kind):
+    """A colour channel held out beside its measured siblings would be predicted from them: the
+    held-out set takes whole entries (all C channels) of channel-last measurements."""
+    key = jax.random.key(3)
+    x = jax.random.uniform(key, (T, 16, 16, 3))
+    spec = operators.MeasurementSpec(kind=kind, missing_ratio=0.5, num_measurements=8)
+    op = operators.make(spec, key, T, x.shape[1:])
+    y = op.measure(x, key)
+    h = engine.holdout_mask(jax.random.key(4), op, y, 0.3)
+    assert h.shape == y.shape and y.shape[-1] == 3
+    np.testing.assert_array_equal(h, jnp.broadcast_to(h[..., :1], h.shape))
+    measured = jnp.broadcast_to(op.measured(y), y.shape)
+    assert 0.2 < float(h.sum() / measured.sum()) < 0.4
+
+
 def test_the_iterate_with_the_lowest_holdout_error_is_kept_and_patience_stops():
     model, params, prob, truth = _problem(1, holdout=0.2)
     cfg = engine.RecoverConfig(
