@@ -214,6 +214,12 @@ def define_method(module: str) -> None:
     flags.DEFINE_list(
         "candidate_ranks", [], "Ranks tried side by side in one batch, chosen by held-out error.", module_name=m
     )
+    flags.DEFINE_list(
+        "candidate_lr_scales",
+        [],
+        "Multipliers of the generator's learning rate tried side by side in one batch, chosen by held-out error.",
+        module_name=m,
+    )
     flags.DEFINE_integer(
         "restarts", 1, "Random starts (codes; weights of an untrained generator) per candidate rank.", module_name=m
     )
@@ -256,11 +262,12 @@ def check_video() -> None:
 
 def _field_value(name: str):
     value = FLAGS[name].value
-    if name == "candidate_ranks":  # a list flag of strings
+    if name in ("candidate_ranks", "candidate_lr_scales"):  # list flags of strings
+        kind, what = (int, "integers") if name == "candidate_ranks" else (float, "numbers")
         try:
-            return tuple(int(v) for v in value)
+            return tuple(kind(v) for v in value)
         except ValueError:
-            raise ValueError(f"--candidate_ranks={','.join(value)}: must be comma-separated integers") from None
+            raise ValueError(f"--{name}={','.join(value)}: must be comma-separated {what}") from None
     return value
 
 

@@ -59,6 +59,8 @@ class RecoverConfig:
         every ``log_every``; 0 = run all ``iterations``).
       candidate_ranks: ranks tried side by side as one batch (empty = just ``rank``); chosen by
         the held-out error.
+      candidate_lr_scales: multipliers s of the generator's learning rate η tried side by side
+        (candidate θ steps use s·η; empty = just η); chosen by the held-out error.
       restarts: random starts of the codes per candidate rank (the first keeps ``z_init``).
       screen: with several candidates, run them all only this many iterations, then continue
         the one with the lowest held-out error alone (0 = all run to the end).
@@ -87,6 +89,7 @@ class RecoverConfig:
     holdout_fraction: float = 0.0
     patience: int = 0
     candidate_ranks: tuple[int, ...] = ()
+    candidate_lr_scales: tuple[float, ...] = ()
     restarts: int = 1
     screen: int = 0
     ensemble: bool = False
@@ -109,7 +112,12 @@ class RecoverConfig:
     @property
     def candidates(self) -> int:
         """How many recoveries of one video run side by side."""
-        return len(self.ranks) * self.restarts
+        return len(self.ranks) * len(self.lr_scales) * self.restarts
+
+    @property
+    def lr_scales(self) -> tuple[float, ...]:
+        """The candidate multipliers of η (just 1 unless ``candidate_lr_scales`` is given)."""
+        return tuple(self.candidate_lr_scales) or (1.0,)
 
     @property
     def trains_codes(self) -> bool:
@@ -168,6 +176,15 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
                 f"--candidate_ranks={','.join(map(str, config.candidate_ranks))}: each must lie in "
                 f"[0, min(T, k)] = [0, {limit}]"
             )
+    scales = config.candidate_lr_scales
+    shown = ",".join(f"{s:g}" for s in scales)
+    if any(not (s > 0 and np.isfinite(s)) for s in scales):
+        raise ValueError(f"--candidate_lr_scales={shown}: each must be a finite number > 0")
+    if len(scales) > 1 and not config.trains_generator:
+        raise ValueError(
+            f"--candidate_lr_scales={shown}: scales the generator's learning rate, "
+            f"which --update={config.update} does not train; use --update=joint"
+        )
     if config.screen < 0:
         raise ValueError(f"--screen={config.screen}: must be ≥ 0 (0 = no screening)")
     if config.restarts < 1:
@@ -180,9 +197,9 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         )
     if config.ensemble and 0 < config.screen < config.iterations:
         raise ValueError(f"--ensemble: every candidate must run to the end; needs --screen=0 (got {config.screen})")
-    if config.candidates > 1 and config.update == "generator":
+    if len(config.ranks) * config.restarts > 1 and config.update == "generator":
         raise ValueError(
-            f"--update=generator: the {config.candidates} candidates (--candidate_ranks, --restarts; "
+            f"--update=generator: the {len(config.ranks) * config.restarts} candidates (--candidate_ranks, --restarts; "
             f"--preset={config.preset}) differ in their codes, which this update keeps fixed; use --update=latent or "
             "joint, or one candidate (e.g. --preset=faithful)"
         )

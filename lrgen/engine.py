@@ -102,12 +102,15 @@ class Problem(struct.PyTreeNode):
         only to choose the iterate (:func:`holdout_mask`); None = every entry is fitted.
       rank: optional int32 scalar overriding ``RecoverConfig.rank`` for this sequence (a batch of
         candidates of different ranks); None = the config's static rank.
+      lr_scale: optional scalar s: this sequence's generator steps use s·η (a batch of candidate
+        learning rates; Adam's step is linear in η); None = η.
     """
 
     y: jax.Array
     operator: operators.Operator
     holdout: jax.Array | None = None
     rank: jax.Array | None = None
+    lr_scale: jax.Array | None = None
 
 
 def holdout_mask(key: jax.Array, operator: operators.Operator, y: jax.Array, fraction: float) -> jax.Array:
@@ -289,6 +292,8 @@ class Engine:
             new_z = project(cfg, new_z, problem)
         if g_theta is not None:  # θ ← Adam(θ, g_θ)
             dtheta, opt_state = self.optimizer.update(g_theta, opt_state, theta)
+            if problem.lr_scale is not None:  # this candidate's η: s·η
+                dtheta = jax.tree.map(lambda d: problem.lr_scale * d, dtheta)
             new_theta = optax.apply_updates(theta, dtheta)
         out = {"loss": loss, "measurement_loss": data, **({"holdout_error": held} if held is not None else {})}
         new = dict(step=state.step + 1, z=new_z, params=new_theta, opt_state=opt_state, z_opt_state=z_opt)

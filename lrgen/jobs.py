@@ -252,25 +252,33 @@ def candidate_batch(
     """The candidates of one video as one batch: (z0 (B, T, k), batched problem, their settings,
     per-candidate starting weights or None).
 
-    Candidate (r, j) has rank r (each of ``candidate_ranks``) and start j: j = 0 is the job's own
-    start; j ≥ 1 draws random unit codes per frame from the seed and j and, when the generator
-    is randomly initialised and trained, new random weights too. All share y, the operator and
-    the held-out set, so their held-out errors compare like for like.
+    Candidate (r, s, j) has rank r (each of ``candidate_ranks``), generator learning rate s·η
+    (each of ``candidate_lr_scales``) and start j: j = 0 is the job's own start; j ≥ 1 draws
+    random unit codes per frame from the seed and j and, when the generator is randomly
+    initialised and trained, new random weights too (the same start for every r and s). All
+    share y, the operator and the held-out set, so their held-out errors compare like for like.
     """
     cfg = job.recover
     T, k = seq.z0.shape
     fresh_weights = not job.generator and cfg.trains_generator and cfg.restarts > 1
-    z0s, ranks, table, weights = [], [], [], []
+    starts = []
+    for j in range(cfg.restarts):
+        z_key, w_key = jax.random.split(jax.random.fold_in(jax.random.key(job.seed), 0x51 + j))
+        z0 = seq.z0 if j == 0 else engine.init_codes(z_key, T, k, "random")
+        starts.append((z0, params if j == 0 or not fresh_weights else generators.init_generator(spec, w_key)))
+    z0s, ranks, scales, table, weights = [], [], [], [], []
     for r in cfg.ranks:
-        for j in range(cfg.restarts):
-            key = jax.random.fold_in(jax.random.key(job.seed), 0x51 + j)
-            z_key, w_key = jax.random.split(key)
-            z0s.append(seq.z0 if j == 0 else engine.init_codes(z_key, T, k, "random"))
-            weights.append(params if j == 0 or not fresh_weights else generators.init_generator(spec, w_key))
-            ranks.append(r)
-            table.append({"rank": r, "start": j})
+        for s in cfg.lr_scales:
+            for j, (z0, w) in enumerate(starts):
+                z0s.append(z0)
+                weights.append(w)
+                ranks.append(r)
+                scales.append(s)
+                table.append({"rank": r, "start": j, **({"lr_scale": s} if cfg.candidate_lr_scales else {})})
     B = len(z0s)
     rep = lambda a: jnp.broadcast_to(a, (B, *a.shape))  # noqa: E731
     problem = jax.tree.map(rep, seq.problem).replace(rank=jnp.asarray(ranks, jnp.int32))
+    if cfg.candidate_lr_scales:
+        problem = problem.replace(lr_scale=jnp.asarray(scales, seq.z0.dtype))
     own = jax.tree.map(lambda *w: jnp.stack(w), *weights) if fresh_weights else None
     return jnp.stack(z0s), problem, table, own

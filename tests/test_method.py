@@ -150,6 +150,22 @@ def test_candidate_ranks_in_one_batch_equal_separate_runs():
         np.testing.assert_allclose(together.holdout_error[b], alone.holdout_error[0], rtol=1e-4)
 
 
+def test_candidate_learning_rates_in_one_batch_equal_separate_runs():
+    """Candidates of generator learning rates s·η (traced) in one batch = a run of each with η·s."""
+    model, params, prob, _ = _problem(3, holdout=0.2)
+    base = engine.RecoverConfig(update="joint", iterations=6, log_every=3, z_step=5.0, generator_lr=1e-3)
+    scales = [1.0, 4.0]
+    z0 = _z0(1)
+    batch = _batch(*[prob] * len(scales)).replace(lr_scale=jnp.asarray(scales))
+    together = solver.Recoverer(model, base, T).run(jnp.concatenate([z0] * len(scales)), batch, params)
+    for b, s in enumerate(scales):
+        cfg = dataclasses.replace(base, generator_lr=1e-3 * s)
+        alone = solver.Recoverer(model, cfg, T).run(z0, _batch(prob), params)
+        np.testing.assert_allclose(together.z[b], alone.z[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(together.holdout_error[b], alone.holdout_error[0], rtol=1e-4)
+    assert not np.allclose(together.z[0], together.z[1], atol=1e-4)  # the scales do act
+
+
 def test_adam_on_codes_is_an_adam_step_then_the_projection():
     model, params, prob, _ = _problem(4)
     cfg = engine.RecoverConfig(update="latent", z_optimizer="adam", z_step=0.05, rank=2)
@@ -173,6 +189,8 @@ def test_adam_on_codes_is_an_adam_step_then_the_projection():
         (dict(best_margin=1.0), "--best_margin"),
         (dict(preset="fast"), "--preset"),
         (dict(candidate_ranks=(1, 2), update="generator"), "--candidate_ranks"),
+        (dict(candidate_lr_scales=(1.0, 0.0)), "--candidate_lr_scales"),
+        (dict(candidate_lr_scales=(1.0, 4.0), update="latent"), "--candidate_lr_scales"),
     ],
 )
 def test_new_settings_are_validated(change, flag):
@@ -238,10 +256,12 @@ def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_pa
     assert m["z_step"] == 80.0 and m["job"]["z_init"] == "random"
 
 
-def test_binary_rejects_bad_candidate_ranks_in_one_line(tmp_path):
-    proc = _binary("--candidate_ranks=2,x", f"--workdir={tmp_path / 'w'}")
-    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: --candidate_ranks=2,x")
-    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+def test_binary_rejects_bad_candidate_lists_in_one_line(tmp_path):
+    bad = ("--candidate_ranks=2,x", "--candidate_lr_scales=1,x", "--candidate_lr_scales=1,-2")
+    procs = _binaries(*[(arg, f"--workdir={tmp_path / str(i)}") for i, arg in enumerate(bad)])
+    for i, (arg, proc) in enumerate(zip(bad, procs)):
+        assert proc.returncode == 1 and proc.stderr.strip().startswith(f"error: {arg}"), proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / str(i)).exists()
 
 
 def test_screening_continues_the_chosen_candidate_as_if_it_had_run_alone():
