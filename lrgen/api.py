@@ -111,7 +111,7 @@ def recover_video(
     T = y.shape[0]
     cfg.validate(T, spec.z_dim)
     if cfg.candidates > 1:
-        raise ValueError("candidate_ranks/candidate_lr_scales/restarts: run several candidates with experiments.recover")
+        raise ValueError("candidate_ranks/_lr_scales/restarts: run several candidates with experiments.recover")
     key = jax.random.key(z_seed) if z_init != "random" else jax.random.split(jax.random.key(seed), 4)[2]
     z0 = engine.init_codes(key, T, spec.z_dim, z_init)
     holdout = None
