@@ -22,6 +22,9 @@ flags.DEFINE_integer("select_iterations", selection.SELECT_ITERATIONS, "Iteratio
 flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·n/256).")
 flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
 flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterations (0 = never).")
+flags.DEFINE_bool(
+    "flow_mix", True, "Mix the generated frames with optical flow's, the share chosen on held-out observed frames."
+)
 # The fit's own flags besides fit_flags' (none applies with --recover_workdir), and its RecoverJob's fields.
 FIT_ONLY = ("z_dim", "update", "select_ranks", "select_iterations", "generator_lr", "generator_lr_decay")
 JOB = ("video", "image_size", "num_frames", "grayscale", "generator", "z_dim", "z_init", "z_seed", "seed")
@@ -31,7 +34,9 @@ def run(log) -> None:
     fit_flags.check_common()
     values = {n: FLAGS[n].value for n in (*JOB, "video_format")}
     fit = jobs.RecoverJob(**values, recover=cli.recover_config_from_flags())
-    config = interpolation.InterpolateConfig(FLAGS.observe_every, FLAGS.factor, FLAGS.method, FLAGS.video_format)
+    config = interpolation.InterpolateConfig(
+        FLAGS.observe_every, FLAGS.factor, FLAGS.method, FLAGS.video_format, FLAGS.flow_mix
+    )
     given = tuple(n for n in (*fit_flags.FIT_FLAGS, *FIT_ONLY, "generator_lr_decay_every") if FLAGS[n].present)
     ranks, iters, fit = tuple(FLAGS.select_ranks), FLAGS.select_iterations, fit if FLAGS.video else None
     job = interpolation.InterpolateJob(config, fit, FLAGS.recover_workdir, FLAGS.update, ranks, iters, given)

@@ -58,12 +58,16 @@ class InterpolateConfig:
         path the fit's selection chose (:func:`lrgen.selection.select_candidates`; with fixed
         codes, :func:`lrgen.selection.select_path`).
       video_format: ``mp4`` or ``gif``.
+      flow_mix: when settings are chosen on held-out observed frames, mix the generated frames
+        with optical flow's, x̂ = (1 − β) G(z) + β · flow, with the share β of least held-out
+        error (:func:`lrgen.selection.flow_share`; β = 0: the generated frames alone).
     """
 
     observe_every: int | None = 1
     factor: int = 4
     method: str = AUTO
     video_format: str = "mp4"
+    flow_mix: bool = True
 
     def validate(self, num_frames: int) -> None:
         """Raise ValueError naming the flag, the bad value and what is allowed."""
@@ -215,13 +219,18 @@ def run_interpolate(
     method, selection = _choose_path(fit, config, t_obs, log)
     times = fine_times(fit.frames.shape[0], config.factor)
     z, coords, _ = interpolate_codes(fit.z, t_obs, times, rank=fit.rank, method=method)
-    x = render(fit.spec, fit.params, z)
-    x_whole = x[np.arange(fit.frames.shape[0]) * config.factor]  # the generated frames at whole times
-    base, scores = _score_against_truth(fit, x_whole, t_obs)
-    _write_outputs(workdir, fit, config, t_obs, times, z, x, x_whole, base)
+    x = generated = render(fit.spec, fit.params, z)
+    beta = (selection or {}).get("flow_share", 0.0) if config.flow_mix else 0.0
+    if beta > 0:  # x̂ = (1 − β) G(z) + β · flow, β chosen on held-out observed frames
+        x = (1.0 - beta) * generated + beta * BASELINES["flow"](fit.frames[fit.observed], t_obs, times)
+    whole = np.arange(fit.frames.shape[0]) * config.factor
+    x_whole = x[whole]  # the frames at whole times
+    base, scores = _score_against_truth(fit, x_whole, t_obs, generated[whole] if beta > 0 else None)
+    _write_outputs(workdir, fit, config, t_obs, times, z, x, x_whole, base, generated[whole] if beta > 0 else None)
     _plot_latent_path(workdir, fit, config, t_obs, times, coords, method)
     out = {
         **_metrics(fit, config, t_obs, times, method, selection, scores),
+        "flow_share": beta,
         "seconds": time.perf_counter() - start,
         "flags": flags or {},
         "environment": outputs.environment(),
@@ -243,15 +252,16 @@ def _choose_path(fit: Fit, config: InterpolateConfig, t_obs: np.ndarray, log) ->
     return method, selection
 
 
-def _score_against_truth(fit: Fit, x_whole: np.ndarray, t_obs: np.ndarray) -> tuple[dict, dict]:
+def _score_against_truth(fit: Fit, x_whole: np.ndarray, t_obs: np.ndarray, generated=None) -> tuple[dict, dict]:
     """(the baselines' frames, the scores of lrgen and the baselines on the missing frames, on the
-    interior missing frames (not extrapolated) and lrgen's on the observed ones)."""
+    interior missing frames (not extrapolated) and lrgen's on the observed ones). ``generated``:
+    G(z) alone when lrgen's frames are a mix with flow, scored as ``generator`` for the record."""
     frames, observed = fit.frames, fit.observed
     missing = ~observed
     t_all = np.arange(frames.shape[0], dtype=np.float64)
     base = {name: fn(frames[observed], t_obs, t_all) for name, fn in BASELINES.items()} if missing.any() else {}
     interior = missing & (t_all <= t_obs[-1])
-    made = {"lrgen": x_whole, **base}
+    made = {"lrgen": x_whole, **base, **({"generator": generated} if generated is not None else {})}
     scores = {
         "missing": {name: score(v[missing], frames[missing]) for name, v in made.items()},
         "interior": {name: score(v[interior], frames[interior]) for name, v in made.items()},
@@ -261,7 +271,7 @@ def _score_against_truth(fit: Fit, x_whole: np.ndarray, t_obs: np.ndarray) -> tu
     return base, scores
 
 
-def _write_outputs(workdir, fit: Fit, config, t_obs, times, z, x, x_whole, base) -> None:
+def _write_outputs(workdir, fit: Fit, config, t_obs, times, z, x, x_whole, base, generated=None) -> None:
     """interpolation.npz, the tuned generator/, the video and the comparison grids."""
     frames, observed, f = fit.frames, fit.observed, config.factor
     with io.atomic_write(os.path.join(workdir, "interpolation.npz")) as tmp:
@@ -281,8 +291,9 @@ def _write_outputs(workdir, fit: Fit, config, t_obs, times, z, x, x_whole, base)
     io.write_video(os.path.join(workdir, f"interpolation.{config.video_format}"), x, fps=min(8 * f, 60))
     w = min(frames.shape[0], GRID_FRAMES)
     seen = np.where(observed[:, None, None, None], frames, 0.0)
-    rows = [frames[:w], seen[:w], *(v[:w] for v in base.values()), x_whole[:w]]
-    labels = ["truth", "observed", *base, "lrgen"]
+    mixed = [] if generated is None else [generated[:w]]  # G(z) alone, above lrgen's mix with flow
+    rows = [frames[:w], seen[:w], *(v[:w] for v in base.values()), *mixed, x_whole[:w]]
+    labels = ["truth", "observed", *base, *(["G(z)"] if mixed else []), "lrgen"]
     report.save_grid(os.path.join(workdir, "grid.png"), rows, num_columns=w, labels=labels)
     if f > 1:
         span = min(len(times), int(t_obs[min(2, len(t_obs) - 1)]) * f + 1, 32)
@@ -324,6 +335,8 @@ def _metrics(fit: Fit, config, t_obs, times, method, selection, scores) -> dict:
         "ssim_missing": missing["lrgen"]["ssim"],
         # None for every baseline when nothing is held out.
         **{f"{m}_{k}": missing[k][m] if k in missing else None for k in BASELINES for m in ("psnr", "ssim")},
+        # G(z) alone, when lrgen's frames mix it with flow (flow_share > 0).
+        **{f"{m}_generator": missing["generator"][m] for m in ("psnr", "ssim") if "generator" in missing},
         "interior": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in inner.items()},
         "psnr_per_missing_frame": {k: v["psnr_per_frame"] for k, v in missing.items()},
         "ssim_per_missing_frame": {k: v["ssim_per_frame"] for k, v in missing.items()},
@@ -356,6 +369,12 @@ def _log_summary(out: dict, fit: Fit, config, base: dict, workdir: str, log) -> 
             f"{missing} missing frames: lrgen PSNR {fmt(out['psnr_missing'])} dB / "
             f"SSIM {fmt(out['ssim_missing'], 4)}; "
             + "; ".join(f"{k} {fmt(out['psnr_' + k])} dB / {fmt(out['ssim_' + k], 4)}" for k in base)
+            + (
+                f"; lrgen = {1 - out['flow_share']:.2f}·G(z) + {out['flow_share']:.2f}·flow, "
+                f"G(z) alone {fmt(out['psnr_generator'])} dB / {fmt(out['ssim_generator'], 4)}"
+                if out["flow_share"] > 0
+                else ""
+            )
             + f" → {workdir}"
         )
     else:

@@ -10,6 +10,13 @@ updates, its rank, the path — is scored by the mean squared error of its predi
 reported as PSNR (and mean SSIM, for the record); the lowest E wins, ties going to the earlier
 setting. :func:`select_candidates` refits every fold for every configuration;
 :func:`select_path` keeps given codes and chooses the path alone.
+
+The same held-out frames then weigh the winner's frames g against optical flow's f
+(:func:`flow_share`): x̂ = (1 − β) g + β f with the β ∈ [0, 1] of least held-out squared error,
+
+    β = clip( Σ (g − f)(g − x) / Σ (g − f)², 0, 1 )
+
+(stacking two predictors whose errors differ; β = 0 keeps the generated frames, β = 1 is flow).
 """
 
 from __future__ import annotations
@@ -137,16 +144,29 @@ def _predict(z_folds, t_obs: np.ndarray, folds, spec, params, *, per_fold: bool,
     return np.concatenate(preds)
 
 
-def _baseline_rows(frames: np.ndarray, t_obs: np.ndarray, folds) -> list[dict]:
-    """The classical baselines on the same held-out frames, for reference (not selectable)."""
-    rows = []
+def _baseline_rows(frames: np.ndarray, t_obs: np.ndarray, folds) -> tuple[list[dict], dict]:
+    """The classical baselines on the same held-out frames, for reference (not selectable), and
+    their predictions by name."""
+    rows, preds = [], {}
+    truth = np.concatenate([frames[held] for _, held in folds])
     for name, fn in BASELINES.items():
-        preds, truth = [], []
-        for fitted, held in folds:
-            preds.append(fn(frames[fitted], t_obs[fitted], t_obs[held]))
-            truth.append(frames[held])
-        rows.append({"candidate": name, "baseline": True, **_score_row(np.concatenate(preds), np.concatenate(truth))})
-    return rows
+        preds[name] = np.concatenate([fn(frames[fitted], t_obs[fitted], t_obs[held]) for fitted, held in folds])
+        rows.append({"candidate": name, "baseline": True, **_score_row(preds[name], truth)})
+    return rows, preds
+
+
+def flow_share(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> float:
+    """β ∈ [0, 1] minimising Σ ((1 − β) g + β f − x)² over held-out frames (module docstring)."""
+    g, f, x = (np.asarray(a, np.float64) for a in (generated, flow, truth))
+    d = g - f
+    den = float(np.sum(d * d))
+    return 0.0 if den == 0.0 else float(np.clip(np.sum(d * (g - x)) / den, 0.0, 1.0))
+
+
+def _mix(record: dict, generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> None:
+    """Record the flow share β of the chosen predictions and the mix's held-out scores."""
+    beta = flow_share(generated, flow, truth)
+    record.update(flow_share=beta, mix=_score_row((1 - beta) * generated + beta * flow, truth))
 
 
 def _pick(rows: list[dict]) -> int:
@@ -207,6 +227,7 @@ def select_candidates(
         return candidates[0], record
     truth_held = np.concatenate([frames[h] for _, h in folds])
     rows: list[dict] = [{"candidate": c.name} for c in candidates]
+    preds: dict[int, np.ndarray] = {}
     groups: dict = {}  # one fit per configuration, shared by the candidates that differ in the path
     for i, c in enumerate(candidates):
         cfg = c.config(job.recover)
@@ -226,7 +247,9 @@ def select_candidates(
         label = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if getattr(job.recover, k) != v)
         for i in members:
             c = candidates[i]
-            pred = _predict(result.z, t_obs, folds, spec, fold_params, per_fold=own, rank=cfg.rank, method=c.method)
+            pred = preds[i] = _predict(
+                result.z, t_obs, folds, spec, fold_params, per_fold=own, rank=cfg.rank, method=c.method
+            )
             seconds = result.seconds + result.compile_seconds
             rows[i].update(**dict(c.recover), method=c.method, **_score_row(pred, truth_held), seconds=seconds)
             log(
@@ -234,7 +257,10 @@ def select_candidates(
                 + (f" ({label})" if label else "")
             )
     best = _pick(rows)
-    rows += _baseline_rows(frames, t_obs, folds)
+    base_rows, base = _baseline_rows(frames, t_obs, folds)
+    rows += base_rows
+    if best in preds:
+        _mix(record, preds[best], base["flow"], truth_held)
     record.update(candidates=rows, chosen=candidates[best].name)
     return candidates[best], record
 
@@ -266,10 +292,12 @@ def select_path(
         return methods[0], record
     truth_held = np.concatenate([frames[h] for _, h in folds])
     z_folds = [z[f] for f, _ in folds]
-    rows = []
+    rows, preds = [], []
     for method in methods:
-        pred = _predict(z_folds, t_obs, folds, spec, params, per_fold=False, rank=rank, method=method)
-        rows.append({"candidate": f"method={method}", "method": method, **_score_row(pred, truth_held)})
+        preds.append(_predict(z_folds, t_obs, folds, spec, params, per_fold=False, rank=rank, method=method))
+        rows.append({"candidate": f"method={method}", "method": method, **_score_row(preds[-1], truth_held)})
     best = _pick(rows)
+    flow = np.concatenate([BASELINES["flow"](frames[f], t_obs[f], t_obs[h]) for f, h in folds])
+    _mix(record, preds[best], flow, truth_held)
     record.update(candidates=rows, chosen=methods[best])
     return methods[best], record

@@ -142,6 +142,21 @@ def test_path_selection_recovers_the_path_the_codes_move_along(truth_method):
     assert record["chosen"] == truth_method and {r["method"] for r in record["candidates"]} == set(latent_paths.METHODS)
 
 
+def test_flow_share_is_the_least_squares_mix_of_the_two_predictions():
+    """β = argmin ‖(1 − β) g + β f − x‖² on [0, 1]: ½ for independent errors of one size (the mix
+    then beats both), 0 when g is exact, 1 when f is, and clipped in between."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(6, 16, 16, 1))
+    e1, e2 = rng.normal(scale=0.1, size=(2, *x.shape))
+    beta = selection.flow_share(x + e1, x + e2, x)
+    assert beta == pytest.approx(0.5, abs=0.03)
+    mix = (1 - beta) * (x + e1) + beta * (x + e2)
+    assert np.mean((mix - x) ** 2) < 0.6 * min(np.mean(e1**2), np.mean(e2**2))
+    assert selection.flow_share(x, x + e2, x) == 0.0 and selection.flow_share(x + e1, x, x) == 1.0
+    assert selection.flow_share(x + e1, x + 2 * e1, x) == 0.0  # f only worse along g's error: clipped
+    assert selection.flow_share(x, x, x) == 0.0
+
+
 def test_config_validation_names_the_flag():
     for cfg, message in [
         (interpolation.InterpolateConfig(observe_every=8), r"--observe_every=8: must lie in \[1, T − 1\] = \[1, 7\]"),
@@ -179,6 +194,7 @@ def test_hold_out_scores_exactly_the_missing_frames(tmp_path):
     assert m["missing_frames"] == [1, 3, 5] and m["observed_frames"] == [0, 2, 4, 6] and m["extrapolated_frames"] == []
     # The true codes move linearly in time, so linear interpolation recovers the missing frames.
     assert m["psnr_missing"] > 60 and m["ssim_missing"] > 0.999
+    assert m["flow_share"] < 1e-3  # exact generated frames: flow gets (almost) no share
     assert m["psnr_missing"] > m["psnr_blend"] and m["psnr_missing"] > m["psnr_nearest"]
     out = np.load(tmp_path / "interpolation.npz")
     assert out["frames"].shape == (19, 32, 32, 1) and out["observed"].sum() == 4
