@@ -59,8 +59,10 @@ class InterpolateConfig:
         codes, :func:`lrgen.selection.select_path`).
       video_format: ``mp4`` or ``gif``.
       flow_mix: when settings are chosen on held-out observed frames, mix the generated frames
-        with optical flow's, x̂ = (1 − β) G(z) + β · flow, with the share β of least held-out
-        error (:func:`lrgen.selection.flow_share`; β = 0: the generated frames alone).
+        between the first and last observed ones with optical flow's, x̂ = (1 − β) G(z) + β · flow,
+        with the share β of least held-out error (:func:`lrgen.selection.flow_share`; β = 0: the
+        generated frames alone; frames outside the observed span are G(z), as flow only holds
+        the end frame there).
     """
 
     observe_every: int | None = 1
@@ -221,8 +223,11 @@ def run_interpolate(
     z, coords, _ = interpolate_codes(fit.z, t_obs, times, rank=fit.rank, method=method)
     x = generated = render(fit.spec, fit.params, z)
     beta = (selection or {}).get("flow_share", 0.0) if config.flow_mix else 0.0
-    if beta > 0:  # x̂ = (1 − β) G(z) + β · flow, β chosen on held-out observed frames
-        x = (1.0 - beta) * generated + beta * BASELINES["flow"](fit.frames[fit.observed], t_obs, times)
+    if beta > 0:  # x̂ = (1 − β) G(z) + β · flow between observed frames, where β was chosen (held-out
+        # observed frames lie strictly inside); outside them flow only holds the end frame: G(z) alone.
+        mix = (1.0 - beta) * generated + beta * BASELINES["flow"](fit.frames[fit.observed], t_obs, times)
+        inside = ((times >= t_obs[0]) & (times <= t_obs[-1])).reshape(-1, *([1] * (generated.ndim - 1)))
+        x = np.where(inside, mix, generated)
     whole = np.arange(fit.frames.shape[0]) * config.factor
     x_whole = x[whole]  # the frames at whole times
     base, scores = _score_against_truth(fit, x_whole, t_obs, generated[whole] if beta > 0 else None)
