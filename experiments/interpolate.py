@@ -1,12 +1,12 @@
 r"""Frames between observed ones from interpolated low-rank latent codes (:mod:`lrgen.interpolation`).
 
-    python -m experiments.interpolate --video=../shared/data/gmlr/rot_mnist/seq1 --observe_every=2 \
-        --generator=../shared/data/gmlr/mnist_dcgan_gmlr.npz --workdir=runs/interp_s2  # or --recover_workdir=…
+python -m experiments.interpolate --video=<frames> --observe_every=2 --generator=<npz> --workdir=<out>
 """
 
 from absl import app, flags
 
 from experiments import cli, fit_flags
+from experiments import flags as groups
 from lrgen import config, interpolation, jobs, selection
 
 FLAGS = flags.FLAGS
@@ -16,27 +16,22 @@ flags.DEFINE_integer("observe_every", None, "s: frames 0, s, 2s, … are observe
 flags.DEFINE_integer("factor", 4, "f: generate frames at times i/f (f − 1 new frames between consecutive frames).")
 flags.DEFINE_enum("video_format", "mp4", ["mp4", "gif"], "Format of the interpolated video.")
 flags.DEFINE_integer("z_dim", None, "Latent size k of a randomly initialised generator (default 32 gray, 256 RGB).")
-flags.DEFINE_enum("update", selection.AUTO, [*config.UPDATES, selection.AUTO], "The fit's update (auto: chosen).")
 flags.DEFINE_list("select_ranks", [], "Ranks to choose from by held-out observed frames (empty: --rank only).")
 flags.DEFINE_integer("select_iterations", selection.SELECT_ITERATIONS, "Iterations of each fit comparing candidates.")
-flags.DEFINE_float("generator_lr", None, "Adam learning rate of the generator (default 0.001·n/256).")
-flags.DEFINE_float("generator_lr_decay", 1.0, "Multiply the generator learning rate by this ...")
-flags.DEFINE_integer("generator_lr_decay_every", 0, "... every this many iterations (0 = never).")
-flags.DEFINE_bool(
-    "flow_mix", True, "Mix the generated frames with optical flow's, the share chosen on held-out observed frames."
-)
-# The fit's own flags besides fit_flags' (none applies with --recover_workdir), and its RecoverJob's fields.
+groups.define_generator_update(__name__, update=selection.AUTO, updates=(*config.UPDATES, selection.AUTO))
+flags.DEFINE_bool("flow_mix", True, "Mix G(z) with optical flow, the share chosen on held-out observed frames.")
+# The fit's own flags besides fit_flags' (not with --recover_workdir), and its RecoverJob's fields.
 FIT_ONLY = ("z_dim", "update", "select_ranks", "select_iterations", "generator_lr", "generator_lr_decay")
 JOB = ("video", "image_size", "num_frames", "grayscale", "generator", "z_dim", "z_init", "z_seed", "seed")
 
 
 def run(log) -> None:
     fit_flags.check_common()
-    values = {n: FLAGS[n].value for n in (*JOB, "video_format")}
-    fit = jobs.RecoverJob(**values, recover=cli.recover_config_from_flags())
-    config = interpolation.InterpolateConfig(
-        FLAGS.observe_every, FLAGS.factor, FLAGS.method, FLAGS.video_format, FLAGS.flow_mix
+    fit = jobs.RecoverJob(
+        **{n: FLAGS[n].value for n in (*JOB, "video_format")}, recover=cli.recover_config_from_flags()
     )
+    values = [FLAGS[n].value for n in ("observe_every", "factor", "method", "video_format", "flow_mix")]
+    config = interpolation.InterpolateConfig(*values)
     given = tuple(n for n in (*fit_flags.FIT_FLAGS, *FIT_ONLY, "generator_lr_decay_every") if FLAGS[n].present)
     ranks, iters, fit = tuple(FLAGS.select_ranks), FLAGS.select_iterations, fit if FLAGS.video else None
     job = interpolation.InterpolateJob(config, fit, FLAGS.recover_workdir, FLAGS.update, ranks, iters, given)

@@ -35,12 +35,9 @@ stay in cache, where vmap streams B·T frames (:func:`choose_batching` gives the
 
 Sharding (:func:`per_device`): with a mesh of several devices every batched function runs under
 ``jax.shard_map`` over the sequence axis, so each device runs the one-device program on its own
-sequences and the programs hold no collective at all (left to the SPMD partitioner, vmapped
-per-sequence convolutions became all-gathers of every sequence's activations). On XLA:CPU the
-devices also run their sequences one by one (``unrolled``): simulated CPU devices share one
-intra-op thread pool, and jaxlib 0.10's batched LAPACK kernels (the SVD of the projection)
-block a pool thread while their batch chunks wait in that same pool, so devices that reach the
-SVD together deadlock; a one-matrix SVD never waits (BUILD_NOTES, issue 10).
+sequences and the programs hold no collective at all. On XLA:CPU the devices also run their
+sequences one by one (``unrolled``): jaxlib 0.10's batched SVD deadlocks simulated CPU devices
+that share one thread pool (BUILD_NOTES, issue 10).
 
 Looping is the driver's (:mod:`lrgen.driver`); the step is pure, so a jitted step called from
 Python (:func:`choose_loop`: fast on XLA:CPU) and a jitted loop of ``log_every`` steps (the
@@ -102,8 +99,7 @@ class Problem(struct.PyTreeNode):
         only to choose the iterate (:func:`holdout_mask`); None = every entry is fitted.
       rank: optional int32 scalar overriding ``RecoverConfig.rank`` for this sequence (a batch of
         candidates of different ranks); None = the config's static rank.
-      lr_scale: optional scalar s: this sequence's generator steps use s·η (a batch of candidate
-        learning rates; Adam's step is linear in η); None = η.
+      lr_scale: optional scalar s: this sequence's generator steps are s·η (candidate η's); None = η.
     """
 
     y: jax.Array
@@ -118,11 +114,8 @@ def holdout_mask(key: jax.Array, operator: operators.Operator, y: jax.Array, fra
 
     Operator-agnostic: the entries with ``operator.measured(y) = 1`` (observed pixels, rows of a
     Gaussian A_t, entries of M_t X M_tᵀ, …) are each held out with probability ``fraction``.
-    The channels of one entry of a channel-last y (T, ·, ·, C: pixels, separable entries) are
-    held out together: the colours of a pixel are strongly correlated, so a channel held out
-    beside its measured siblings would be predicted from them and the held-out error would not
-    estimate the error where nothing was measured (on RGB walking: 38.7 dB on such held-out
-    entries against 24.6 dB on the missing pixels).
+    The C channels of one entry of a channel-last y (pixels, separable entries) go together: a
+    channel held out beside its measured siblings is predicted from them (BUILD_NOTES, session 9).
     """
     measured = jnp.broadcast_to(operator.measured(y), y.shape)
     shape = (*y.shape[:-1], 1) if y.ndim == 4 else y.shape
@@ -231,13 +224,10 @@ def optimizers(config: RecoverConfig, alpha: float, lr: float) -> tuple[optax.Gr
     ``staircase``: η_i = η · decay^⌊i / every⌋ (constant without ``generator_lr_decay_every``);
     ``cosine``: η_i = η · ½(1 + cos(π i / N)), N = ``iterations``, and the same on α for Adam on Z.
     """
+    every, decay = config.generator_lr_decay_every, config.generator_lr_decay
+    schedule = optax.exponential_decay(lr, every, decay, staircase=True) if every > 0 else lr
     if config.schedule == "cosine":
         schedule = optax.cosine_decay_schedule(lr, config.iterations)
-    elif config.generator_lr_decay_every > 0:
-        every, decay = config.generator_lr_decay_every, config.generator_lr_decay
-        schedule = optax.exponential_decay(lr, every, decay, staircase=True)
-    else:
-        schedule = lr
     z_schedule = optax.cosine_decay_schedule(alpha, config.iterations) if config.schedule == "cosine" else alpha
     return optax.adam(schedule), (optax.adam(z_schedule) if config.z_optimizer == "adam" else None)
 

@@ -166,6 +166,23 @@ def test_candidate_learning_rates_in_one_batch_equal_separate_runs():
     assert not np.allclose(together.z[0], together.z[1], atol=1e-4)  # the scales do act
 
 
+@pytest.mark.parametrize("schedule", ["staircase", "cosine"])
+def test_generator_step_follows_its_schedule(schedule):
+    """Adam's step on a constant gradient is η_i itself: η·decay^⌊i/every⌋ or η·½(1 + cos(πi/N))."""
+    lr, n = 0.1, 6
+    cfg = engine.RecoverConfig(generator_lr=lr, generator_lr_decay=0.5, generator_lr_decay_every=2, schedule=schedule)
+    cfg = dataclasses.replace(cfg, iterations=n)
+    opt, _ = engine.optimizers(cfg, 1.0, lr)
+    theta, g = jnp.zeros(3), jnp.ones(3)
+    state, steps = opt.init(theta), []
+    for _ in range(n):
+        upd, state = opt.update(g, state, theta)
+        steps.append(-float(upd[0]))
+    i = np.arange(n)
+    want = lr * 0.5 ** (i // 2) if schedule == "staircase" else lr * 0.5 * (1 + np.cos(np.pi * i / n))
+    np.testing.assert_allclose(steps, want, rtol=1e-4, atol=1e-7)
+
+
 def test_adam_on_codes_is_an_adam_step_then_the_projection():
     model, params, prob, _ = _problem(4)
     cfg = engine.RecoverConfig(update="latent", z_optimizer="adam", z_step=0.05, rank=2)
