@@ -197,9 +197,10 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
         )
     if config.ensemble and 0 < config.screen < config.iterations:
         raise ValueError(f"--ensemble: every candidate must run to the end; needs --screen=0 (got {config.screen})")
-    if len(config.ranks) * config.restarts > 1 and config.update == "generator":
+    code_candidates = len(config.ranks) * config.restarts  # candidates whose codes differ
+    if code_candidates > 1 and config.update == "generator":
         raise ValueError(
-            f"--update=generator: the {len(config.ranks) * config.restarts} candidates (--candidate_ranks, --restarts; "
+            f"--update=generator: the {code_candidates} candidates (--candidate_ranks, --restarts; "
             f"--preset={config.preset}) differ in their codes, which this update keeps fixed; use --update=latent or "
             "joint, or one candidate (e.g. --preset=faithful)"
         )

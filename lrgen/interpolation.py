@@ -230,8 +230,9 @@ def run_interpolate(
         x = np.where(inside, mix, generated)
     whole = np.arange(fit.frames.shape[0]) * config.factor
     x_whole = x[whole]  # the frames at whole times
-    base, scores = _score_against_truth(fit, x_whole, t_obs, generated[whole] if beta > 0 else None)
-    _write_outputs(workdir, fit, config, t_obs, times, z, x, x_whole, base, generated[whole] if beta > 0 else None)
+    g_whole = generated[whole] if beta > 0 else None  # G(z) alone, reported beside the mix
+    base, scores = _score_against_truth(fit, x_whole, t_obs, g_whole)
+    _write_outputs(workdir, fit, config, t_obs, times, z, x, x_whole, base, g_whole)
     _plot_latent_path(workdir, fit, config, t_obs, times, coords, method)
     out = {
         **_metrics(fit, config, t_obs, times, method, selection, scores),

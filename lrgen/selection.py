@@ -144,13 +144,18 @@ def _predict(z_folds, t_obs: np.ndarray, folds, spec, params, *, per_fold: bool,
     return np.concatenate(preds)
 
 
+def _fold_predictions(fn, frames: np.ndarray, t_obs: np.ndarray, folds) -> np.ndarray:
+    """A baseline's predictions of every fold's held-out frames from its fitted ones, in fold order."""
+    return np.concatenate([fn(frames[fitted], t_obs[fitted], t_obs[held]) for fitted, held in folds])
+
+
 def _baseline_rows(frames: np.ndarray, t_obs: np.ndarray, folds) -> tuple[list[dict], dict]:
     """The classical baselines on the same held-out frames, for reference (not selectable), and
     their predictions by name."""
     rows, preds = [], {}
     truth = np.concatenate([frames[held] for _, held in folds])
     for name, fn in BASELINES.items():
-        preds[name] = np.concatenate([fn(frames[fitted], t_obs[fitted], t_obs[held]) for fitted, held in folds])
+        preds[name] = _fold_predictions(fn, frames, t_obs, folds)
         rows.append({"candidate": name, "baseline": True, **_score_row(preds[name], truth)})
     return rows, preds
 
@@ -297,7 +302,6 @@ def select_path(
         preds.append(_predict(z_folds, t_obs, folds, spec, params, per_fold=False, rank=rank, method=method))
         rows.append({"candidate": f"method={method}", "method": method, **_score_row(preds[-1], truth_held)})
     best = _pick(rows)
-    flow = np.concatenate([BASELINES["flow"](frames[f], t_obs[f], t_obs[h]) for f, h in folds])
-    _mix(record, preds[best], flow, truth_held)
+    _mix(record, preds[best], _fold_predictions(BASELINES["flow"], frames, t_obs, folds), truth_held)
     record.update(candidates=rows, chosen=methods[best])
     return methods[best], record
