@@ -9,6 +9,9 @@ Each baseline sees only the observed frames' pixels x_{τ_j} (in [0, 1]) at time
               (:func:`flow_frames`)
 
 Frames after the last observed one (and before the first) hold the end frame (blend, flow).
+:func:`extrapolated_flow_frames` is flow that carries the end frames on at constant velocity
+instead: not a baseline (the issue's flow baseline holds them), but what lrgen mixes with its
+generated frames beyond the observed span (:mod:`lrgen.selection`).
 """
 
 from __future__ import annotations
@@ -127,6 +130,37 @@ def flow_frames(frames: np.ndarray, times: np.ndarray, query: np.ndarray) -> np.
         a = _warp(frames[jj], fwd, -ww)
         b = _warp(frames[jj + 1], bwd, -(1.0 - ww))
         out[i] = np.clip((1.0 - ww) * a + ww * b, 0.0, 1.0)
+    return out
+
+
+def extrapolated_flow_frames(frames: np.ndarray, times: np.ndarray, query: np.ndarray) -> np.ndarray:
+    r""":func:`flow_frames` between the observed frames; beyond them the end frame moves on at the
+    velocity of the end segment.
+
+    For t > τ_{n−1}, with d = (t − τ_{n−1}) / (τ_{n−1} − τ_{n−2}) and F the flow from x_{τ_{n−1}} to
+    x_{τ_{n−2}} (where each pixel was one segment earlier),
+
+        x̂(t)(p) = x_{τ_{n−1}}(p + d F(p)),
+
+    i.e. the motion of the last segment continued backward-warped (first order, as in
+    :func:`flow_frames`); before τ_0 the same with x_{τ_0} and the flow to x_{τ_1}. One observed
+    frame: it is held.
+    """
+    frames = np.asarray(frames, np.float32)
+    times = np.asarray(times, np.float64)
+    query = np.asarray(query, np.float64)
+    out = flow_frames(frames, times, query)
+    if len(times) < 2:
+        return out
+    ends = {}
+    for i, t in enumerate(query):
+        if times[0] <= t <= times[-1]:
+            continue
+        e, o = (len(times) - 1, len(times) - 2) if t > times[-1] else (0, 1)
+        if e not in ends:
+            ends[e] = optical_flow(frames[e], frames[o])
+        d = abs(t - times[e]) / abs(times[e] - times[o])
+        out[i] = np.clip(_warp(frames[e], ends[e], d), 0.0, 1.0)
     return out
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lrgen import checkpoint, io, jobs, outputs, report
-from lrgen.baselines import BASELINES
+from lrgen.baselines import BASELINES, extrapolated_flow_frames
 from lrgen.latent_paths import MAX_FACTOR, METHODS, fine_times, interpolate_codes, render
 from lrgen.observed import Fit, fit_observed, load_recover_workdir, make_job
 from lrgen.selection import AUTO, AUTO_UPDATES, SELECT_ITERATIONS, Candidate, candidate_grid, fmt, score, select_path
@@ -59,10 +59,10 @@ class InterpolateConfig:
         codes, :func:`lrgen.selection.select_path`).
       video_format: ``mp4`` or ``gif``.
       flow_mix: when settings are chosen on held-out observed frames, mix the generated frames
-        between the first and last observed ones with optical flow's, x̂ = (1 − β) G(z) + β · flow,
-        with the share β of least held-out error (:func:`lrgen.selection.flow_share`; β = 0: the
-        generated frames alone; frames outside the observed span are G(z), as flow only holds
-        the end frame there).
+        with optical flow's, x̂ = (1 − β) G(z) + β · flow, with the share β of least held-out
+        error (:func:`lrgen.selection.flow_share`; β = 0: the generated frames alone); frames
+        beyond the observed span have their own share, and flow there carries the end frame on
+        (:func:`lrgen.baselines.extrapolated_flow_frames`).
     """
 
     observe_every: int | None = 1
@@ -222,21 +222,23 @@ def run_interpolate(
     times = fine_times(fit.frames.shape[0], config.factor)
     z, coords, _ = interpolate_codes(fit.z, t_obs, times, rank=fit.rank, method=method)
     x = generated = render(fit.spec, fit.params, z)
-    beta = (selection or {}).get("flow_share", 0.0) if config.flow_mix else 0.0
-    if beta > 0:  # x̂ = (1 − β) G(z) + β · flow between observed frames, where β was chosen (held-out
-        # observed frames lie strictly inside); outside them flow only holds the end frame: G(z) alone.
-        mix = (1.0 - beta) * generated + beta * BASELINES["flow"](fit.frames[fit.observed], t_obs, times)
-        inside = ((times >= t_obs[0]) & (times <= t_obs[-1])).reshape(-1, *([1] * (generated.ndim - 1)))
-        x = np.where(inside, mix, generated)
+    shares = _flow_shares(selection if config.flow_mix else None)
+    if any(shares):  # x̂ = (1 − β) G(z) + β · flow, β chosen on held-out observed frames: one share
+        # between the observed frames, one beyond them (where flow carries the end frame on).
+        motion = extrapolated_flow_frames(fit.frames[fit.observed], t_obs, times)
+        within = ((times >= t_obs[0]) & (times <= t_obs[-1])).reshape(-1, *([1] * (generated.ndim - 1)))
+        beta = np.where(within, *shares).astype(np.float32)
+        x = (1.0 - beta) * generated + beta * motion
     whole = np.arange(fit.frames.shape[0]) * config.factor
     x_whole = x[whole]  # the frames at whole times
-    g_whole = generated[whole] if beta > 0 else None  # G(z) alone, reported beside the mix
+    g_whole = generated[whole] if any(shares) else None  # G(z) alone, reported beside the mix
     base, scores = _score_against_truth(fit, x_whole, t_obs, g_whole)
     _write_outputs(workdir, fit, config, t_obs, times, z, x, x_whole, base, g_whole)
     _plot_latent_path(workdir, fit, config, t_obs, times, coords, method)
     out = {
         **_metrics(fit, config, t_obs, times, method, selection, scores),
-        "flow_share": beta,
+        "flow_share": shares[0],
+        "flow_share_ends": shares[1],
         "seconds": time.perf_counter() - start,
         "flags": flags or {},
         "environment": outputs.environment(),
@@ -244,6 +246,12 @@ def run_interpolate(
     outputs.write_json(os.path.join(workdir, "metrics.json"), out)
     _log_summary(out, fit, config, base, workdir, log)
     return out
+
+
+def _flow_shares(selection: dict | None) -> tuple[float, float]:
+    """(β between the observed frames, β beyond them) of the selection; 0 where none was chosen."""
+    selection = selection or {}
+    return selection.get("flow_share") or 0.0, selection.get("flow_share_ends") or 0.0
 
 
 def _choose_path(fit: Fit, config: InterpolateConfig, t_obs: np.ndarray, log) -> tuple[str, dict | None]:
@@ -376,9 +384,10 @@ def _log_summary(out: dict, fit: Fit, config, base: dict, workdir: str, log) -> 
             f"SSIM {fmt(out['ssim_missing'], 4)}; "
             + "; ".join(f"{k} {fmt(out['psnr_' + k])} dB / {fmt(out['ssim_' + k], 4)}" for k in base)
             + (
-                f"; lrgen = {1 - out['flow_share']:.2f}·G(z) + {out['flow_share']:.2f}·flow, "
+                f"; lrgen = {1 - out['flow_share']:.2f}·G(z) + {out['flow_share']:.2f}·flow "
+                f"({out['flow_share_ends']:.2f}·flow beyond the observed frames), "
                 f"G(z) alone {fmt(out['psnr_generator'])} dB / {fmt(out['ssim_generator'], 4)}"
-                if out["flow_share"] > 0
+                if "psnr_generator" in out
                 else ""
             )
             + f" → {workdir}"

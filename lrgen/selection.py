@@ -17,6 +17,11 @@ The same held-out frames then weigh the winner's frames g against optical flow's
     β = clip( Σ (g − f)(g − x) / Σ (g − f)², 0, 1 )
 
 (stacking two predictors whose errors differ; β = 0 keeps the generated frames, β = 1 is flow).
+Frames beyond the observed span get their own share β_ends, fitted the same way on the observed
+end frames that a fold does not span (frame τ_0 when the fold starts at τ_1, τ_{n−1} when it
+ends at τ_{n−2}), with f there the end frame carried on along its flow
+(:func:`lrgen.baselines.extrapolated_flow_frames`) and g the codes' path extended: how far each
+predictor can be trusted outside the span is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrgen import config, engine, jobs, metrics, operators, solver
-from lrgen.baselines import BASELINES
+from lrgen.baselines import BASELINES, extrapolated_flow_frames
 from lrgen.latent_paths import METHODS, interpolate_codes, render
 from lrgen.nets import generators
 
@@ -101,30 +106,36 @@ def candidate_grid(updates: Sequence[str], ranks: Sequence[int], methods: Sequen
 def validation_folds(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds (fitted positions, held-out positions) over n observed frames, all of one size.
 
-    Fold A fits the even positions 0, 2, 4, … and predicts the odd ones between them; fold B
-    fits the odd positions 1, 3, 5, … (plus the last, n − 1, when n is odd, so both folds fit
-    ⌈n/2⌉ frames and run as one batch) and predicts the even ones between them. Each held-out
-    frame lies strictly inside its fold's fitted times: a fold predicts frames twice as far
-    from their observed neighbours as the final fit will, which is the same question (how well
-    does a setting fill a gap) asked at the one scale the observed frames can answer. Folds that
-    would predict nothing are dropped; n < 3 gives no fold.
+    Fold A fits the even positions 0, 2, 4, … and predicts the odd ones; fold B fits the odd
+    positions 1, 3, 5, … (plus the last, n − 1, when n is odd, so both folds fit ⌈n/2⌉ frames
+    and run as one batch) and predicts the even ones. A fold predicts its held-out frames
+    between its fitted ones twice as far from their observed neighbours as the final fit will,
+    which is the same question (how well does a setting fill a gap) asked at the one scale the
+    observed frames can answer; the held-out frames outside its fitted span (position 0 in fold
+    B, n − 1 in fold A when n is even) ask how well it continues beyond the span
+    (:func:`inside`). n < 3 gives no fold.
     """
     if n < 3:
         return []
     pos = np.arange(n)
     a = pos[::2]
     b = pos[1::2] if n % 2 == 0 else np.append(pos[1::2], n - 1)
-    folds = []
-    for fitted in (a, b):
-        held = pos[(pos > fitted[0]) & (pos < fitted[-1]) & ~np.isin(pos, fitted)]
-        if len(held):
-            folds.append((fitted, held))
-    return folds
+    return [(fitted, pos[~np.isin(pos, fitted)]) for fitted in (a, b)]
+
+
+def inside(folds) -> np.ndarray:
+    """Boolean mask over the folds' held-out frames (in fold order): strictly inside the fold's
+    fitted span (interpolated) rather than beyond it (extrapolated)."""
+    return np.concatenate([(h > f[0]) & (h < f[-1]) for f, h in folds])
 
 
 def _folds_record(folds, t_obs: np.ndarray, criterion: str) -> dict:
+    spans = [(h > f[0]) & (h < f[-1]) for f, h in folds]
     return {
-        "folds": [{"fitted": t_obs[f].tolist(), "held_out": t_obs[h].tolist()} for f, h in folds],
+        "folds": [
+            {"fitted": t_obs[f].tolist(), "held_out": t_obs[h[m]].tolist(), "beyond": t_obs[h[~m]].tolist()}
+            for (f, h), m in zip(folds, spans)
+        ],
         "criterion": criterion,
     }
 
@@ -149,15 +160,15 @@ def _fold_predictions(fn, frames: np.ndarray, t_obs: np.ndarray, folds) -> np.nd
     return np.concatenate([fn(frames[fitted], t_obs[fitted], t_obs[held]) for fitted, held in folds])
 
 
-def _baseline_rows(frames: np.ndarray, t_obs: np.ndarray, folds) -> tuple[list[dict], dict]:
-    """The classical baselines on the same held-out frames, for reference (not selectable), and
-    their predictions by name."""
-    rows, preds = [], {}
-    truth = np.concatenate([frames[held] for _, held in folds])
+def _baseline_rows(frames: np.ndarray, t_obs: np.ndarray, folds, within: np.ndarray) -> list[dict]:
+    """The classical baselines on the same held-out frames (``within`` the folds' spans), for
+    reference (not selectable)."""
+    truth = np.concatenate([frames[held] for _, held in folds])[within]
+    rows = []
     for name, fn in BASELINES.items():
-        preds[name] = _fold_predictions(fn, frames, t_obs, folds)
-        rows.append({"candidate": name, "baseline": True, **_score_row(preds[name], truth)})
-    return rows, preds
+        pred = _fold_predictions(fn, frames, t_obs, folds)[within]
+        rows.append({"candidate": name, "baseline": True, **_score_row(pred, truth)})
+    return rows
 
 
 def flow_share(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> float:
@@ -168,10 +179,19 @@ def flow_share(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> fl
     return 0.0 if den == 0.0 else float(np.clip(np.sum(d * (g - x)) / den, 0.0, 1.0))
 
 
-def _mix(record: dict, generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> None:
-    """Record the flow share β of the chosen predictions and the mix's held-out scores."""
-    beta = flow_share(generated, flow, truth)
-    record.update(flow_share=beta, mix=_score_row((1 - beta) * generated + beta * flow, truth))
+def _mix(record: dict, generated: np.ndarray, frames: np.ndarray, t_obs: np.ndarray, folds) -> None:
+    """Record the flow shares of the chosen predictions (``generated``: every held-out frame of
+    every fold) between the fitted frames (``flow_share``) and beyond them
+    (``flow_share_ends``, None when no fold has such a frame), and the mixes' held-out scores."""
+    truth = np.concatenate([frames[held] for _, held in folds])
+    motion = _fold_predictions(extrapolated_flow_frames, frames, t_obs, folds)
+    for key, part in (("", inside(folds)), ("_ends", ~inside(folds))):
+        if not part.any():
+            record.update({f"flow_share{key}": None, f"mix{key}": None})
+            continue
+        g, f, x = generated[part], motion[part], truth[part]
+        beta = flow_share(g, f, x)
+        record.update({f"flow_share{key}": beta, f"mix{key}": _score_row((1 - beta) * g + beta * f, x)})
 
 
 def _pick(rows: list[dict]) -> int:
@@ -220,9 +240,11 @@ def select_candidates(
       log: progress lines.
 
     Returns:
-      (the chosen candidate, the record: ``folds`` (fitted and held-out times), ``candidates``
-      (one row per candidate with held-out ``psnr``, ``ssim``, fit ``seconds``, and the
-      nearest/blend/flow baselines on the same frames for reference), ``chosen``).
+      (the chosen candidate, the record: ``folds`` (fitted, held-out and beyond times),
+      ``candidates`` (one row per candidate with held-out ``psnr``, ``ssim``, fit ``seconds``,
+      and the nearest/blend/flow baselines on the same frames for reference), ``chosen``, and
+      the chosen frames' flow shares ``flow_share`` and ``flow_share_ends`` with the mixes'
+      held-out scores ``mix`` and ``mix_ends``).
     """
     folds = validation_folds(frames.shape[0])
     record = _folds_record(folds, t_obs, "held-out PSNR (MSE) over the folds' held-out observed frames")
@@ -231,6 +253,7 @@ def select_candidates(
         record.update(candidates=[], chosen=candidates[0].name, note="nothing to choose from" if folds else "n < 3")
         return candidates[0], record
     truth_held = np.concatenate([frames[h] for _, h in folds])
+    within = inside(folds)  # candidates are ranked on the frames between fitted ones
     rows: list[dict] = [{"candidate": c.name} for c in candidates]
     preds: dict[int, np.ndarray] = {}
     groups: dict = {}  # one fit per configuration, shared by the candidates that differ in the path
@@ -256,16 +279,16 @@ def select_candidates(
                 result.z, t_obs, folds, spec, fold_params, per_fold=own, rank=cfg.rank, method=c.method
             )
             seconds = result.seconds + result.compile_seconds
-            rows[i].update(**dict(c.recover), method=c.method, **_score_row(pred, truth_held), seconds=seconds)
+            score_row = _score_row(pred[within], truth_held[within])
+            rows[i].update(**dict(c.recover), method=c.method, **score_row, seconds=seconds)
             log(
                 f"  candidate {c.name}: held-out {fmt(rows[i]['psnr'])} dB / SSIM {fmt(rows[i]['ssim'], 4)}"
                 + (f" ({label})" if label else "")
             )
     best = _pick(rows)
-    base_rows, base = _baseline_rows(frames, t_obs, folds)
-    rows += base_rows
+    rows += _baseline_rows(frames, t_obs, folds, within)
     if best in preds:
-        _mix(record, preds[best], base["flow"], truth_held)
+        _mix(record, preds[best], frames, t_obs, folds)
     record.update(candidates=rows, chosen=candidates[best].name)
     return candidates[best], record
 
@@ -296,12 +319,14 @@ def select_path(
         record.update(candidates=[], chosen=methods[0], note="n < 3")
         return methods[0], record
     truth_held = np.concatenate([frames[h] for _, h in folds])
+    within = inside(folds)
     z_folds = [z[f] for f, _ in folds]
     rows, preds = [], []
     for method in methods:
         preds.append(_predict(z_folds, t_obs, folds, spec, params, per_fold=False, rank=rank, method=method))
-        rows.append({"candidate": f"method={method}", "method": method, **_score_row(preds[-1], truth_held)})
+        score_row = _score_row(preds[-1][within], truth_held[within])
+        rows.append({"candidate": f"method={method}", "method": method, **score_row})
     best = _pick(rows)
-    _mix(record, preds[best], _fold_predictions(BASELINES["flow"], frames, t_obs, folds), truth_held)
+    _mix(record, preds[best], frames, t_obs, folds)
     record.update(candidates=rows, chosen=methods[best])
     return methods[best], record

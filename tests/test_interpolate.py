@@ -107,18 +107,40 @@ def _smooth(f):
 
 
 @pytest.mark.parametrize("n", range(0, 12))
-def test_validation_folds_hold_out_interior_frames_in_folds_of_one_size(n):
+def test_validation_folds_predict_every_observed_frame_once_in_folds_of_one_size(n):
     folds = selection.validation_folds(n)
     if n < 3:
         assert folds == []
         return
-    assert 1 <= len(folds) <= 2 and len({len(f) for f, _ in folds}) == 1
+    assert len(folds) == 2 and len({len(f) for f, _ in folds}) == 1
     held_all = []
     for fitted, held in folds:
         assert len(held) >= 1 and not set(fitted) & set(held) and np.all(np.diff(fitted) > 0)
-        assert fitted[0] < held.min() and held.max() < fitted[-1]  # predicted, never extrapolated
         held_all += held.tolist()
-    assert set(held_all) == set(range(1, n - 1))  # every interior observed frame is predicted once
+    assert sorted(held_all) == list(range(n - n % 2))  # each once; n − 1 is fitted by both when n is odd
+    within = selection.inside(folds)
+    beyond = np.concatenate([h for _, h in folds])[~within]
+    # Between the fitted frames: every interior frame; beyond them: the first, and the last when n is even.
+    assert sorted(beyond.tolist()) == ([0, n - 1] if n % 2 == 0 else [0])
+    assert sorted(np.concatenate([h for _, h in folds])[within].tolist()) == list(range(1, n - 1))
+
+
+def test_extrapolated_flow_carries_the_end_frames_on_at_their_velocity():
+    """A square moving 2 pixels per frame: beyond the observed frames it keeps moving, in both
+    directions; between them the frames are flow_frames'."""
+
+    def square(x0):
+        f = np.zeros((32, 32, 1), np.float32)
+        f[10:20, x0 : x0 + 10] = 1.0
+        return _smooth(f)
+
+    t_obs = np.array([2.0, 4.0])
+    frames = np.stack([square(8), square(12)])
+    query = np.array([0.0, 3.0, 5.0, 6.0])
+    out = baselines.extrapolated_flow_frames(frames, t_obs, query)
+    assert np.array_equal(out[1], baselines.flow_frames(frames, t_obs, query[1:2])[0])
+    for got, x0 in zip(out[[0, 2, 3]], (4, 14, 16)):
+        assert np.mean(np.abs(got - square(x0))) < 0.25 * np.mean(np.abs(frames[1] - square(x0)))
 
 
 @pytest.mark.parametrize("truth_method", latent_paths.METHODS)
@@ -276,7 +298,11 @@ def test_binary_fits_observed_frames_reads_a_recover_workdir_and_rejects_bad_fla
     assert len(m["ssim_per_missing_frame"]["flow"]) == len(m["missing_frames"])
     # --update=joint, --method=auto: the path was chosen on held-out observed frames by a fold fit.
     sel = m["selection"]
-    assert sel["folds"] == [{"fitted": [0.0, 6.0], "held_out": [3.0]}]
+    assert sel["folds"] == [
+        {"fitted": [0.0, 6.0], "held_out": [3.0], "beyond": []},
+        {"fitted": [3.0, 6.0], "held_out": [], "beyond": [0.0]},  # frame 0 tells how far to trust the ends
+    ]
+    assert 0.0 <= m["flow_share_ends"] == sel["flow_share_ends"] <= 1.0
     names = [r["candidate"] for r in sel["candidates"]]
     assert names == ["update=joint rank=2 method=linear", "update=joint rank=2 method=slerp", *baselines.BASELINES]
     assert sel["chosen"] in names[:2] and m["method"] == sel["chosen"].split("method=")[1]
