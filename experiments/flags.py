@@ -229,6 +229,12 @@ def define_method(module: str) -> None:
     flags.DEFINE_bool(
         "ensemble", False, "Return the mean of the best candidates, how many chosen by held-out error.", module_name=m
     )
+    flags.DEFINE_bool(
+        "fusion",
+        False,
+        "Missing pixels: carry neighbouring frames' measured pixels in along the flow, if held-out pixels choose it.",
+        module_name=m,
+    )
 
 
 def define_batch(module: str) -> None:

@@ -78,7 +78,7 @@ def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return flow
 
 
-def _warp(frame: np.ndarray, flow: np.ndarray, scale: float) -> np.ndarray:
+def warp(frame: np.ndarray, flow: np.ndarray, scale: float) -> np.ndarray:
     """Backward warp: out(p) = frame(p + scale · flow(p)), bilinear, edges replicated."""
     import cv2
 
@@ -127,8 +127,8 @@ def flow_frames(frames: np.ndarray, times: np.ndarray, query: np.ndarray) -> np.
         if jj not in flows:
             flows[jj] = (optical_flow(frames[jj], frames[jj + 1]), optical_flow(frames[jj + 1], frames[jj]))
         fwd, bwd = flows[jj]
-        a = _warp(frames[jj], fwd, -ww)
-        b = _warp(frames[jj + 1], bwd, -(1.0 - ww))
+        a = warp(frames[jj], fwd, -ww)
+        b = warp(frames[jj + 1], bwd, -(1.0 - ww))
         out[i] = np.clip((1.0 - ww) * a + ww * b, 0.0, 1.0)
     return out
 
@@ -160,7 +160,7 @@ def extrapolated_flow_frames(frames: np.ndarray, times: np.ndarray, query: np.nd
         if e not in ends:
             ends[e] = optical_flow(frames[e], frames[o])
         d = abs(t - times[e]) / abs(times[e] - times[o])
-        out[i] = np.clip(_warp(frames[e], ends[e], d), 0.0, 1.0)
+        out[i] = np.clip(warp(frames[e], ends[e], d), 0.0, 1.0)
     return out
 
 

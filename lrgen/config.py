@@ -67,6 +67,9 @@ class RecoverConfig:
       ensemble: with several candidates, return the mean of the best m of them (by held-out
         error), m chosen by the held-out error of the mean (:mod:`lrgen.candidates`; m = 1: the
         best one alone).
+      fusion: with missing-pixel measurements, carry the measured pixels of neighbouring frames
+        into each recovered frame along the optical flow of the recovered frames, if and as the
+        held-out pixels choose (:mod:`lrgen.fusion`); other measurements: skipped.
     """
 
     update: str = "joint"
@@ -93,6 +96,7 @@ class RecoverConfig:
     restarts: int = 1
     screen: int = 0
     ensemble: bool = False
+    fusion: bool = False
 
     def validate(self, num_frames: int, z_dim: int) -> None:
         """Raise ValueError naming the flag, the bad value and what is allowed (:func:`validate`)."""
@@ -195,6 +199,11 @@ def validate(config: RecoverConfig, num_frames: int, z_dim: int) -> None:
             f"--candidate_ranks giving ≥ 2 candidates (got {config.candidates}) and --holdout_fraction > 0 "
             f"(got {config.holdout_fraction})"
         )
+    if config.fusion and config.holdout_fraction <= 0:
+        raise ValueError(
+            "--fusion: is chosen by held-out measurements; needs --holdout_fraction > 0 "
+            f"(got {config.holdout_fraction})"
+        )
     if config.ensemble and 0 < config.screen < config.iterations:
         raise ValueError(f"--ensemble: every candidate must run to the end; needs --screen=0 (got {config.screen})")
     code_candidates = len(config.ranks) * config.restarts  # candidates whose codes differ
@@ -245,6 +254,7 @@ PRESETS: dict[str, RecoverConfig] = {
         candidate_ranks=(2, 0),
         restarts=2,
         ensemble=True,
+        fusion=True,
     ),
 }
 # The initial codes each preset starts from (a job setting, not a loop one): the journal code

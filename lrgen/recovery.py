@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrgen import candidates, checkpoint, io, outputs, solver
+from lrgen import candidates, checkpoint, fusion, io, outputs, pixels, solver
 from lrgen.jobs import (  # noqa: F401  (part of this API)
     BUILTIN,
     DEFAULT_NUM_FRAMES,
@@ -212,12 +212,35 @@ def _recover_candidates(run: _Run, rec: solver.Recoverer, video: _Video):
         b_final = b
         if cfg.ensemble:
             extra = candidates.average(result, b, table, seq, run.log)
+    if cfg.fusion:
+        extra["fusion"] = _fuse(run, result, b_final, video.seq)
     if len(table) > 1:
         run.log("candidates (chosen by held-out error; PSNR for information only):")
         for row in table:
             run.log("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     # With screening the table is as measured when the survivor was chosen.
     return result, [b_final], {"flags": run.flags, "candidates": table, "chosen": table[b], **extra}
+
+
+def _fuse(run: _Run, result, b: int, seq) -> dict:
+    """Replace sequence ``b``'s frames by their motion-compensated fusion with the measured pixels
+    (:mod:`lrgen.fusion`) when the held-out pixels choose it; return the record."""
+    kind = run.job.measurement.kind
+    if kind != "missing":
+        run.log(f"fusion: needs sampled pixels (--measurement=missing), not {kind}; skipped")
+        return {"chosen": None, "note": f"not applicable to --measurement={kind}"}
+    mask = np.asarray(seq.operator.mask, np.float32)
+    values = np.asarray(pixels.to_unit(seq.y), np.float32)
+    noiseless = run.job.measurement.noise_snr_db is None
+    run.log("fusion: the measured pixels of neighbouring frames, carried along the recovery's flow")
+    held = np.asarray(seq.holdout, np.float32)
+    setting, record = fusion.choose(result.x[b], values, mask, held, noiseless=noiseless, log=run.log)
+    if setting is not None:
+        x = np.array(result.x)
+        x[b] = fusion.fuse(x[b], values, mask, mu=setting[0], reach=setting[1], noiseless=noiseless)
+        result.x = x
+    run.log(f"fusion: {'μ={:g}, K={}'.format(*setting) if setting else 'none (the recovery alone predicts best)'}")
+    return record
 
 
 def _recover_batch(run: _Run, rec: solver.Recoverer, members: list[_Video], per_batch: int):
@@ -352,6 +375,8 @@ def run_manifest(
     log(f"{len(videos)} videos in the manifest, {len(mine)} for process {options.process_index}, {len(todo)} to do")
     if job.recover.candidates > 1:
         log(f"candidates run for single videos only: each manifest video runs once, rank {job.recover.rank}")
+    if job.recover.fusion:
+        log("fusion runs for single videos only: manifest videos are written as recovered")
     devices = jax.local_devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("seq",)) if len(devices) > 1 else None
     run = _Run(job, None, None, mesh, options, workdir, False, log, {})

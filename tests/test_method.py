@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from lrgen import engine, lowrank, operators, solver
+from lrgen import engine, fusion, lowrank, operators, solver
 from lrgen.nets import generators
 
 SPEC = generators.GeneratorSpec(z_dim=8, features=(16, 8, 4), channels=1)  # 32×32, tiny
@@ -264,6 +264,11 @@ def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_pa
     assert curve[0] == pytest.approx(best["holdout_error"], rel=1e-5) and len(curve) == 4
     assert m["holdout_error"] == pytest.approx(min(curve), rel=1e-6) and len(members) == 1 + int(np.argmin(curve))
     assert [c["in_ensemble"] for c in rows] == [i in members for i in range(4)]
+    # Missing pixels (the default measurement): the fusion was tried, every setting on the held-out pixels.
+    assert m["recover_config"]["fusion"] and len(m["fusion"]["settings"]) == len(fusion.SETTINGS)
+    chosen = m["fusion"]["chosen"]
+    errors = [r["holdout_error"] for r in m["fusion"]["settings"]]
+    assert (chosen is None) == (min(errors) >= m["fusion"]["holdout_error_recovery"])
     # journal: its values, an explicit flag on top, its own initial codes.
     proc = journal_proc
     assert proc.returncode == 0, proc.stderr
