@@ -12,9 +12,10 @@ a weighted mean of the recovery and every measurement that lands on it,
 where a warped mask W(M) ∈ [0, 1] says how much of a measurement arrived, μ is the weight of
 the recovery against one measurement, K the reach in frames and λ = ``DECAY`` how fast farther
 frames count less. Noiseless measured pixels keep their measured value; with measurement noise
-the frame's own measurement is one more sample of weight 1. A second pass takes the flow from
-the fused frames (sharper than the recovery, so the flow is better) and fuses the recovery
-again. This is classical temporal propagation for video inpainting, guided by the generator's
+the frame's own measurement is one more sample of weight 1. Each further pass (``PASSES`` in
+all) takes the flow from the previous pass's frames (sharper than the recovery, so the flow is
+better) and fuses the recovery again (measured on rotating MNIST and two digits: the third pass
+adds 0.02–0.4 dB, a fourth < 0.05). This is classical temporal propagation for video inpainting, guided by the generator's
 frames.
 
 Whether to fuse, and with which (μ, K), is decided by the held-out measurements, as the rest of
@@ -35,7 +36,7 @@ from lrgen.baselines import optical_flow, warp
 # (μ, K) tried: the recovery's weight against one carried measurement, and the reach in frames.
 SETTINGS = tuple((mu, reach) for reach in (3, 6) for mu in (0.1, 0.3, 1.0, 3.0))
 DECAY = 0.8  # λ: a measurement d frames away weighs λ^(|d|−1)
-PASSES = 2  # the second pass takes the flow from the first pass's frames
+PASSES = 3  # later passes take the flow from the previous pass's frames
 
 
 def fuse(
