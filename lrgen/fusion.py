@@ -15,8 +15,8 @@ frames count less. Noiseless measured pixels keep their measured value; with mea
 the frame's own measurement is one more sample of weight 1. Each further pass (``PASSES`` in
 all) takes the flow from the previous pass's frames (sharper than the recovery, so the flow is
 better) and fuses the recovery again (measured on rotating MNIST and two digits: the third pass
-adds 0.02–0.4 dB, a fourth < 0.05). This is classical temporal propagation for video inpainting, guided by the generator's
-frames.
+adds 0.02–0.4 dB, a fourth < 0.05). This is classical temporal propagation for video
+inpainting, guided by the generator's frames.
 
 Whether to fuse, and with which (μ, K), is decided by the held-out measurements, as the rest of
 the best preset is: the held-out pixels are removed from M, predicted by each setting, and the
