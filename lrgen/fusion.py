@@ -40,7 +40,14 @@ PASSES = 3  # later passes take the flow from the previous pass's frames
 
 
 def fuse(
-    recovered: np.ndarray, values: np.ndarray, mask: np.ndarray, *, mu: float, reach: int, noiseless: bool = True
+    recovered: np.ndarray,
+    values: np.ndarray,
+    mask: np.ndarray,
+    *,
+    mu: float,
+    reach: int,
+    noiseless: bool = True,
+    flows: dict | None = None,
 ) -> np.ndarray:
     """x̃ of the module docstring after ``PASSES`` passes.
 
@@ -51,6 +58,8 @@ def fuse(
       mu: μ > 0.
       reach: K ≥ 1 frames on each side.
       noiseless: keep measured pixels as measured (else average them in with weight 1).
+      flows: a cache {(t, s): flow from recovered[t] to recovered[s]} for the first pass, filled
+        here; pass the same dict to calls on the same ``recovered`` to compute each flow once.
 
     Returns:
       (T, H, W, C) float32 frames in [0, 1].
@@ -58,13 +67,14 @@ def fuse(
     recovered = np.asarray(recovered, np.float32)
     mask = np.asarray(mask, np.float32)
     sampled = mask * np.asarray(values, np.float32)
-    guide = recovered
+    guide, cache = recovered, {} if flows is None else flows
     for _ in range(PASSES):
-        guide = _fuse_once(recovered, guide, sampled, mask, mu, reach, noiseless)
+        guide = _fuse_once(recovered, guide, sampled, mask, mu, reach, noiseless, cache)
+        cache = {}  # later passes follow the previous pass's frames
     return guide
 
 
-def _fuse_once(recovered, guide, sampled, mask, mu, reach, noiseless) -> np.ndarray:
+def _fuse_once(recovered, guide, sampled, mask, mu, reach, noiseless, flows) -> np.ndarray:
     T = recovered.shape[0]
     num = mu * recovered
     den = np.full(mask.shape, mu, np.float32)
@@ -72,7 +82,9 @@ def _fuse_once(recovered, guide, sampled, mask, mu, reach, noiseless) -> np.ndar
         for s in range(max(0, t - reach), min(T, t + reach + 1)):
             if s == t:
                 continue
-            flow = optical_flow(guide[t], guide[s])  # where frame t's pixels are in frame s
+            if (t, s) not in flows:  # where frame t's pixels are in frame s
+                flows[t, s] = optical_flow(guide[t], guide[s])
+            flow = flows[t, s]
             w = np.float32(DECAY ** (abs(s - t) - 1))
             num[t] += w * warp(sampled[s], flow, 1.0)
             den[t] += w * warp(mask[s], flow, 1.0)
@@ -91,6 +103,7 @@ def choose(
     held: np.ndarray,
     *,
     noiseless: bool = True,
+    flows: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[tuple[float, int] | None, dict]:
     """The setting (μ, K) of least held-out error, or None when no setting beats the recovery.
@@ -98,6 +111,8 @@ def choose(
     Args:
       recovered, values, mask, noiseless: as in :func:`fuse` (``mask`` with the held-out pixels).
       held: (T, H, W, 1) 1 on the held-out measured pixels (a subset of ``mask``).
+      flows: the first pass's flow cache of :func:`fuse` (shared by every setting; pass a dict
+        to reuse it for the final fusion of the same ``recovered``).
 
     Returns:
       (the setting or None, the record: held-out error of the recovery alone and of every
@@ -114,8 +129,9 @@ def choose(
 
     base = error(recovered)
     rows, best, best_err = [], None, base
+    flows = {} if flows is None else flows  # the first pass's flows are the same for every setting
     for mu, reach in SETTINGS:
-        e = error(fuse(recovered, values, fit_mask, mu=mu, reach=reach, noiseless=noiseless))
+        e = error(fuse(recovered, values, fit_mask, mu=mu, reach=reach, noiseless=noiseless, flows=flows))
         rows.append({"mu": mu, "reach": reach, "holdout_error": e})
         log(f"  fusion μ={mu:g} K={reach}: held-out error {e:.4g} (recovery alone {base:.4g})")
         if e < best_err:

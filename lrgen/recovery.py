@@ -234,10 +234,11 @@ def _fuse(run: _Run, result, b: int, seq) -> dict:
     noiseless = run.job.measurement.noise_snr_db is None
     run.log("fusion: the measured pixels of neighbouring frames, carried along the recovery's flow")
     held = np.asarray(seq.holdout, np.float32)
-    setting, record = fusion.choose(result.x[b], values, mask, held, noiseless=noiseless, log=run.log)
+    flows: dict = {}  # the recovery's flows, computed once for the choice and the fusion
+    setting, record = fusion.choose(result.x[b], values, mask, held, noiseless=noiseless, flows=flows, log=run.log)
     if setting is not None:
         x = np.array(result.x)
-        x[b] = fusion.fuse(x[b], values, mask, mu=setting[0], reach=setting[1], noiseless=noiseless)
+        x[b] = fusion.fuse(x[b], values, mask, mu=setting[0], reach=setting[1], noiseless=noiseless, flows=flows)
         result.x = x
     run.log(f"fusion: {'μ={:g}, K={}'.format(*setting) if setting else 'none (the recovery alone predicts best)'}")
     return record

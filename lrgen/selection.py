@@ -123,14 +123,19 @@ def validation_folds(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(fitted, pos[~np.isin(pos, fitted)]) for fitted in (a, b)]
 
 
+def _spanned(fitted: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Which of one fold's held-out positions lie strictly inside its fitted span."""
+    return (held > fitted[0]) & (held < fitted[-1])
+
+
 def inside(folds) -> np.ndarray:
     """Boolean mask over the folds' held-out frames (in fold order): strictly inside the fold's
     fitted span (interpolated) rather than beyond it (extrapolated)."""
-    return np.concatenate([(h > f[0]) & (h < f[-1]) for f, h in folds])
+    return np.concatenate([_spanned(f, h) for f, h in folds])
 
 
 def _folds_record(folds, t_obs: np.ndarray, criterion: str) -> dict:
-    spans = [(h > f[0]) & (h < f[-1]) for f, h in folds]
+    spans = [_spanned(f, h) for f, h in folds]
     return {
         "folds": [
             {"fitted": t_obs[f].tolist(), "held_out": t_obs[h[m]].tolist(), "beyond": t_obs[h[~m]].tolist()}
@@ -179,13 +184,13 @@ def flow_share(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> fl
     return 0.0 if den == 0.0 else float(np.clip(np.sum(d * (g - x)) / den, 0.0, 1.0))
 
 
-def _mix(record: dict, generated: np.ndarray, frames: np.ndarray, t_obs: np.ndarray, folds) -> None:
+def _mix(record: dict, generated: np.ndarray, truth: np.ndarray, within: np.ndarray, frames, t_obs, folds) -> None:
     """Record the flow shares of the chosen predictions (``generated``: every held-out frame of
-    every fold) between the fitted frames (``flow_share``) and beyond them
-    (``flow_share_ends``, None when no fold has such a frame), and the mixes' held-out scores."""
-    truth = np.concatenate([frames[held] for _, held in folds])
+    every fold, ``truth`` those frames, ``within`` :func:`inside`) between the fitted frames
+    (``flow_share``) and beyond them (``flow_share_ends``, None when no fold has such a frame),
+    and the mixes' held-out scores."""
     motion = _fold_predictions(extrapolated_flow_frames, frames, t_obs, folds)
-    for key, part in (("", inside(folds)), ("_ends", ~inside(folds))):
+    for key, part in (("", within), ("_ends", ~within)):
         if not part.any():
             record.update({f"flow_share{key}": None, f"mix{key}": None})
             continue
@@ -288,7 +293,7 @@ def select_candidates(
     best = _pick(rows)
     rows += _baseline_rows(frames, t_obs, folds, within)
     if best in preds:
-        _mix(record, preds[best], frames, t_obs, folds)
+        _mix(record, preds[best], truth_held, within, frames, t_obs, folds)
     record.update(candidates=rows, chosen=candidates[best].name)
     return candidates[best], record
 
@@ -327,6 +332,6 @@ def select_path(
         score_row = _score_row(preds[-1][within], truth_held[within])
         rows.append({"candidate": f"method={method}", "method": method, **score_row})
     best = _pick(rows)
-    _mix(record, preds[best], frames, t_obs, folds)
+    _mix(record, preds[best], truth_held, within, frames, t_obs, folds)
     record.update(candidates=rows, chosen=methods[best])
     return methods[best], record
