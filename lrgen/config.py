@@ -239,11 +239,13 @@ PRESETS: dict[str, RecoverConfig] = {
         best_margin=0.01,
     ),
     # lrgen's own (BUILD_NOTES, "Better than the original (issue 11)"): the original's steps from
-    # random codes per frame (rot_mnist: 33.69 dB after 800 iterations against 33.02 from one
-    # shared code); 10 % of the measured entries held out to choose each candidate's iterate and
-    # to stop (400 iterations without improvement); ranks 2 and 0, two random starts each, run
-    # side by side to the end, and the mean of the best of them returned, how many chosen by the
-    # held-out error (lrgen.candidates). Measured and rejected: a cosine decay of η (33.62 dB
+    # three starts per rank, run side by side to the end: the original's one shared code (smooth
+    # motion: the better guide for fusion on two_digits) and two of random codes per frame
+    # (rot_mnist: 33.69 dB after 800 iterations against 33.02 from one shared code); 10 % of the
+    # measured entries held out to choose each candidate's iterate and to stop (400 iterations
+    # without improvement); ranks 2 and 0; the mean of the best candidates returned, how many
+    # chosen by the held-out error (lrgen.candidates); then the measured pixels fused along the
+    # recovered motion where the held-out pixels say it helps (lrgen.fusion). Measured and rejected: a cosine decay of η (33.62 dB
     # against 34.1 on rotating MNIST), η × 4 or × 8 (faster early, then lower: the generator fits
     # the observed pixels and invents the missing ones), Adam on Z (34.03 against 34.09),
     # 300 latent-only iterations before the joint ones (34.25 against 34.10).
@@ -252,14 +254,15 @@ PRESETS: dict[str, RecoverConfig] = {
         holdout_fraction=0.1,
         patience=400,
         candidate_ranks=(2, 0),
-        restarts=2,
+        restarts=3,
         ensemble=True,
         fusion=True,
     ),
 }
 # The initial codes each preset starts from (a job setting, not a loop one): the journal code
-# and best draw one random unit code per frame.
-PRESET_Z_INIT = {"faithful": "fixed_z", "journal": "random", "best": "random"}
+# draws one random unit code per frame; faithful and best start from the original's one shared
+# code (best's further starts draw random codes per frame: lrgen.jobs.candidate_batch).
+PRESET_Z_INIT = {"faithful": "fixed_z", "journal": "random", "best": "fixed_z"}
 
 
 def resolve(preset: str, **overrides: Any) -> RecoverConfig:

@@ -247,7 +247,8 @@ def _binary(*args):
 def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_path):
     import json
 
-    # best is asked for: ranks 2 and 0 × two random starts, all to the end, their best averaged.
+    # best is asked for: ranks 2 and 0 × three starts (one shared code, two random), all to the end,
+    # their best averaged.
     best = ["--preset=best", "--iterations=6", "--update=latent", f"--workdir={tmp_path / 'b'}"]
     journal = ["--preset=journal", "--iterations=4", "--rank=3", f"--workdir={tmp_path / 'j'}"]
     proc, journal_proc = _binaries(best, journal)  # independent runs: both at once
@@ -255,15 +256,15 @@ def test_binary_records_the_preset_its_resolved_values_and_the_candidates(tmp_pa
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["preset"] == "best" and m["recover_config"]["candidate_ranks"] == [2, 0]
     assert m["recover_config"]["holdout_fraction"] == engine.PRESETS["best"].holdout_fraction
-    assert m["job"]["z_init"] == "random" and m["recover_config"]["ensemble"]
+    assert m["job"]["z_init"] == "fixed_z" and m["recover_config"]["ensemble"]
     rows = m["candidates"]
-    assert [(c["rank"], c["start"]) for c in rows] == [(2, 0), (2, 1), (0, 0), (0, 1)]
+    assert [(c["rank"], c["start"]) for c in rows] == [(2, 0), (2, 1), (2, 2), (0, 0), (0, 1), (0, 2)]
     best = min(rows, key=lambda c: c["holdout_error"])
     assert best["chosen"] and m["chosen"] == best and sum(c["chosen"] for c in rows) == 1
     curve, members = m["ensemble"]["holdout_error_by_size"], m["ensemble"]["members"]
-    assert curve[0] == pytest.approx(best["holdout_error"], rel=1e-5) and len(curve) == 4
+    assert curve[0] == pytest.approx(best["holdout_error"], rel=1e-5) and len(curve) == 6
     assert m["holdout_error"] == pytest.approx(min(curve), rel=1e-6) and len(members) == 1 + int(np.argmin(curve))
-    assert [c["in_ensemble"] for c in rows] == [i in members for i in range(4)]
+    assert [c["in_ensemble"] for c in rows] == [i in members for i in range(6)]
     # Missing pixels (the default measurement): the fusion was tried, every setting on the held-out pixels.
     assert m["recover_config"]["fusion"] and len(m["fusion"]["settings"]) == len(fusion.SETTINGS)
     chosen = m["fusion"]["chosen"]
@@ -332,5 +333,5 @@ def test_ensemble_needs_candidates_a_holdout_set_and_no_screening():
     for bad in (dict(restarts=1), dict(holdout_fraction=0.0), dict(screen=10)):
         with pytest.raises(ValueError, match="^--ensemble"):
             dataclasses.replace(ok, **bad).validate(num_frames=8, z_dim=8)
-    with pytest.raises(ValueError, match="^--update=generator: the 4 candidates .*--preset=best"):
+    with pytest.raises(ValueError, match="^--update=generator: the 6 candidates .*--preset=best"):
         engine.resolve("best", update="generator").validate(num_frames=8, z_dim=8)
