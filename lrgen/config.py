@@ -245,9 +245,9 @@ PRESETS: dict[str, RecoverConfig] = {
     # measured entries held out to choose each candidate's iterate and to stop (400 iterations
     # without improvement); ranks 2 and 0; the mean of the best candidates returned, how many
     # chosen by the held-out error (lrgen.candidates); then the measured pixels fused along the
-    # recovered motion where the held-out pixels say it helps (lrgen.fusion).
-    # Measured and rejected: a cosine decay of η (33.62 dB
-    # against 34.1 on rotating MNIST), η × 4 or × 8 (faster early, then lower: the generator fits
+    # recovered motion where the held-out pixels say it helps (lrgen.fusion). Measured and
+    # rejected: a cosine decay of η (33.62 dB against 34.1 on rotating MNIST), η × 4 or × 8
+    # (faster early, then lower: the generator fits
     # the observed pixels and invents the missing ones), Adam on Z (34.03 against 34.09),
     # 300 latent-only iterations before the joint ones (34.25 against 34.10).
     "best": RecoverConfig(
