@@ -38,7 +38,17 @@ from lrgen import checkpoint, io, jobs, outputs, report
 from lrgen.baselines import BASELINES, extrapolated_flow_frames
 from lrgen.latent_paths import MAX_FACTOR, METHODS, fine_times, interpolate_codes, render
 from lrgen.observed import Fit, fit_observed, load_recover_workdir, make_job
-from lrgen.selection import AUTO, AUTO_UPDATES, SELECT_ITERATIONS, Candidate, candidate_grid, fmt, score, select_path
+from lrgen.selection import (
+    AUTO,
+    AUTO_UPDATES,
+    SELECT_ITERATIONS,
+    Candidate,
+    candidate_grid,
+    flow_share_at,
+    fmt,
+    score,
+    select_path,
+)
 
 # Whole-frame columns in the comparison grid (a contiguous window from frame 0).
 GRID_FRAMES = 16
@@ -60,9 +70,10 @@ class InterpolateConfig:
       video_format: ``mp4`` or ``gif``.
       flow_mix: when settings are chosen on held-out observed frames, mix the generated frames
         with optical flow's, x̂ = (1 − β) G(z) + β · flow, with the share β of least held-out
-        error (:func:`lrgen.selection.flow_share`; β = 0: the generated frames alone); frames
-        beyond the observed span have their own share, and flow there carries the end frame on
-        (:func:`lrgen.baselines.extrapolated_flow_frames`).
+        error (:func:`lrgen.selection.flow_share`; β = 0: the generated frames alone) carried
+        from the folds' distance to each frame's own (:func:`lrgen.selection.flow_share_at`);
+        frames beyond the observed span have their own share, and flow there carries the end
+        frame on (:func:`lrgen.baselines.extrapolated_flow_frames`).
     """
 
     observe_every: int | None = 1
@@ -222,16 +233,21 @@ def run_interpolate(
     times = fine_times(fit.frames.shape[0], config.factor)
     z, coords, _ = interpolate_codes(fit.z, t_obs, times, rank=fit.rank, method=method)
     x = generated = render(fit.spec, fit.params, z)
-    shares = _flow_shares(selection if config.flow_mix else None)
-    if any(shares):  # x̂ = (1 − β) G(z) + β · flow, β chosen on held-out observed frames: one share
-        # between the observed frames, one beyond them (where flow carries the end frame on).
-        motion = extrapolated_flow_frames(fit.frames[fit.observed], t_obs, times)
-        within = ((times >= t_obs[0]) & (times <= t_obs[-1])).reshape(-1, *([1] * (generated.ndim - 1)))
-        beta = np.where(within, *shares).astype(np.float32)
-        x = (1.0 - beta) * generated + beta * motion
     whole = np.arange(fit.frames.shape[0]) * config.factor
+    shares = _flow_shares(selection if config.flow_mix else None)
+    mixed = config.flow_mix and _mixable(selection)
+    beta_t = None
+    if mixed:  # x̂ = (1 − β(t)) G(z) + β(t) · flow, β from the held-out observed frames, carried to
+        # each frame's distance from the observed ones (lrgen.selection.flow_share_at); beyond the
+        # observed span flow carries the end frame on.
+        motion = extrapolated_flow_frames(fit.frames[fit.observed], t_obs, times)
+        seen = fit.frames[fit.observed].astype(np.float64)
+        fitted_error = float(np.mean((generated[whole][fit.observed].astype(np.float64) - seen) ** 2))
+        beta_t = flow_share_at(times, t_obs, fitted_error, selection)
+        beta = beta_t.reshape(-1, *([1] * (generated.ndim - 1))).astype(np.float32)
+        x = (1.0 - beta) * generated + beta * motion
     x_whole = x[whole]  # the frames at whole times
-    g_whole = generated[whole] if any(shares) else None  # G(z) alone, reported beside the mix
+    g_whole = generated[whole] if mixed else None  # G(z) alone, reported beside the mix
     base, scores = _score_against_truth(fit, x_whole, t_obs, g_whole)
     _write_outputs(workdir, fit, config, t_obs, times, z, x, x_whole, base, g_whole)
     _plot_latent_path(workdir, fit, config, t_obs, times, coords, method)
@@ -239,6 +255,8 @@ def run_interpolate(
         **_metrics(fit, config, t_obs, times, method, selection, scores),
         "flow_share": shares[0],
         "flow_share_ends": shares[1],
+        # β(t) of every missing frame (None: G(z) alone).
+        "flow_share_per_missing_frame": None if beta_t is None else [float(b) for b in beta_t[whole][~fit.observed]],
         "seconds": time.perf_counter() - start,
         "flags": flags or {},
         "environment": outputs.environment(),
@@ -246,6 +264,14 @@ def run_interpolate(
     outputs.write_json(os.path.join(workdir, "metrics.json"), out)
     _log_summary(out, fit, config, base, workdir, log)
     return out
+
+
+def _mixable(selection: dict | None) -> bool:
+    """Whether the selection measured flow against G(z) on held-out frames (a share to carry)."""
+    selection = selection or {}
+    return any(selection.get(k) is not None for k in ("fold_errors", "fold_errors_ends")) or any(
+        _flow_shares(selection)
+    )
 
 
 def _flow_shares(selection: dict | None) -> tuple[float, float]:
@@ -268,7 +294,7 @@ def _choose_path(fit: Fit, config: InterpolateConfig, t_obs: np.ndarray, log) ->
 
 def _score_against_truth(fit: Fit, x_whole: np.ndarray, t_obs: np.ndarray, generated=None) -> tuple[dict, dict]:
     """(the baselines' frames, the scores of lrgen and the baselines on the missing frames, on the
-    interior missing frames (not extrapolated) and lrgen's on the observed ones). ``generated``:
+    interior missing frames (not extrapolated) and G(z)'s on the observed ones). ``generated``:
     G(z) alone when lrgen's frames are a mix with flow, scored as ``generator`` for the record."""
     frames, observed = fit.frames, fit.observed
     missing = ~observed
@@ -279,7 +305,9 @@ def _score_against_truth(fit: Fit, x_whole: np.ndarray, t_obs: np.ndarray, gener
     scores = {
         "missing": {name: score(v[missing], frames[missing]) for name, v in made.items()},
         "interior": {name: score(v[interior], frames[interior]) for name, v in made.items()},
-        "observed": score(x_whole[observed], frames[observed]),
+        # How well the fit reproduces the observed frames: G(z)'s (lrgen's frames there are the
+        # observed ones wherever flow's share reaches 1).
+        "observed": score((x_whole if generated is None else generated)[observed], frames[observed]),
         "extrapolated": missing & ~interior,
     }
     return base, scores
@@ -384,8 +412,10 @@ def _log_summary(out: dict, fit: Fit, config, base: dict, workdir: str, log) -> 
             f"SSIM {fmt(out['ssim_missing'], 4)}; "
             + "; ".join(f"{k} {fmt(out['psnr_' + k])} dB / {fmt(out['ssim_' + k], 4)}" for k in base)
             + (
-                f"; lrgen = {1 - out['flow_share']:.2f}·G(z) + {out['flow_share']:.2f}·flow "
-                f"({out['flow_share_ends']:.2f}·flow beyond the observed frames), "
+                f"; lrgen = (1 − β)·G(z) + β·flow, β = {out['flow_share']:.2f} at the folds' distance "
+                f"({out['flow_share_ends']:.2f} beyond the observed frames), "
+                f"{min(out['flow_share_per_missing_frame']):.2f}–{max(out['flow_share_per_missing_frame']):.2f} "
+                "on the missing frames, "
                 f"G(z) alone {fmt(out['psnr_generator'])} dB / {fmt(out['ssim_generator'], 4)}"
                 if "psnr_generator" in out
                 else ""

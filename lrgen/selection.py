@@ -22,6 +22,21 @@ end frames that a fold does not span (frame τ_0 when the fold starts at τ_1, �
 ends at τ_{n−2}), with f there the end frame carried on along its flow
 (:func:`lrgen.baselines.extrapolated_flow_frames`) and g the codes' path extended: how far each
 predictor can be trusted outside the span is measured, not assumed.
+
+The folds measure at one distance only: their held-out frames lie a whole gap g from the fitted
+ones, while the frames to be made lie closer to an observed frame (d ≤ g/2 between observed
+frames). The share is carried to each frame's own distance (:func:`flow_share_at`) by the
+first-order model of both errors: a displacement or a code error grows in proportion to d, so the
+squared errors grow as (d/g)²; flow's vanishes at an observed frame (it returns that frame),
+G(z)'s tends to its error on the fitted frames, e_0:
+
+    e_G(d) = e_0 + u (e_G − e_0),   e_F(d) = u e_F,   c(d) = u c,   u = (d / g)²,
+    β(d) = (e_G(d) − c(d)) / (e_G(d) + e_F(d) − 2 c(d)),
+
+with e_G, e_F, c = mean (g − x)², (f − x)², (g − x)(f − x) on the folds' held-out frames. At
+d = g this is the least-squares β above; when G(z) reproduces the observed frames exactly
+(e_0 = 0) it is β at every distance; otherwise flow's share rises towards 1 near the observed
+frames, where G(z) keeps its fitting error and flow has none.
 """
 
 from __future__ import annotations
@@ -184,6 +199,58 @@ def flow_share(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> fl
     return 0.0 if den == 0.0 else float(np.clip(np.sum(d * (g - x)) / den, 0.0, 1.0))
 
 
+def fold_errors(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> dict:
+    """The folds' mean squared errors of G(z) and flow and the mean product of their errors
+    (``generator``, ``flow``, ``cross``: e_G, e_F, c of the module docstring)."""
+    g, f, x = (np.asarray(a, np.float64) for a in (generated, flow, truth))
+    return {
+        "generator": float(np.mean((g - x) ** 2)),
+        "flow": float(np.mean((f - x) ** 2)),
+        "cross": float(np.mean((g - x) * (f - x))),
+    }
+
+
+def share_at_distance(u: np.ndarray, fitted_error: float, errors: dict | None, share: float) -> np.ndarray:
+    """β at squared relative distances u = (d/g)² ∈ [0, 1] (module docstring); ``share`` (the
+    folds' β) where the folds recorded no errors."""
+    u = np.asarray(u, np.float64)
+    if errors is None:
+        return np.full(u.shape, share)
+    e0, eg, ef, c = fitted_error, errors["generator"], errors["flow"], errors["cross"]
+    num = e0 + u * (eg - e0 - c)
+    den = e0 + u * (eg - e0 + ef - 2.0 * c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(den > 0, num / den, share)
+    return np.clip(beta, 0.0, 1.0)
+
+
+def flow_share_at(times: np.ndarray, t_obs: np.ndarray, fitted_error: float, selection: dict) -> np.ndarray:
+    """Flow's share β(t) for every time (module docstring): between observed frames d is the
+    distance to the nearer one and g their gap; beyond the span d is the distance to the end frame
+    and g the end segment's gap (u capped at 1, the folds' own distance).
+
+    Args:
+      times: (m,) times of the frames made.
+      t_obs: (n ≥ 2,) increasing observed times.
+      fitted_error: e_0, G(z)'s mean squared error on the observed frames.
+      selection: the record of :func:`select_candidates` (``flow_share``, ``flow_share_ends``,
+        ``fold_errors``, ``fold_errors_ends``; a missing share counts as 0).
+    """
+    times, t_obs = np.asarray(times, np.float64), np.asarray(t_obs, np.float64)
+    j = np.clip(np.searchsorted(t_obs, times, side="right") - 1, 0, len(t_obs) - 2)
+    gap = t_obs[j + 1] - t_obs[j]
+    u_in = (np.minimum(times - t_obs[j], t_obs[j + 1] - times) / gap) ** 2
+    before = times < t_obs[0]
+    end, prev = np.where(before, 0, len(t_obs) - 1), np.where(before, 1, len(t_obs) - 2)
+    u_end = np.minimum(np.abs(times - t_obs[end]) / np.abs(t_obs[end] - t_obs[prev]), 1.0) ** 2
+    inside = (times >= t_obs[0]) & (times <= t_obs[-1])
+    b_in = share_at_distance(u_in, fitted_error, selection.get("fold_errors"), selection.get("flow_share") or 0.0)
+    b_end = share_at_distance(
+        u_end, fitted_error, selection.get("fold_errors_ends"), selection.get("flow_share_ends") or 0.0
+    )
+    return np.where(inside, b_in, b_end)
+
+
 def _mix(record: dict, generated: np.ndarray, truth: np.ndarray, within: np.ndarray, frames, t_obs, folds) -> None:
     """Record the flow shares of the chosen predictions (``generated``: every held-out frame of
     every fold, ``truth`` those frames, ``within`` :func:`inside`) between the fitted frames
@@ -192,11 +259,17 @@ def _mix(record: dict, generated: np.ndarray, truth: np.ndarray, within: np.ndar
     motion = _fold_predictions(extrapolated_flow_frames, frames, t_obs, folds)
     for key, part in (("", within), ("_ends", ~within)):
         if not part.any():
-            record.update({f"flow_share{key}": None, f"mix{key}": None})
+            record.update({f"flow_share{key}": None, f"mix{key}": None, f"fold_errors{key}": None})
             continue
         g, f, x = generated[part], motion[part], truth[part]
         beta = flow_share(g, f, x)
-        record.update({f"flow_share{key}": beta, f"mix{key}": _score_row((1 - beta) * g + beta * f, x)})
+        record.update(
+            {
+                f"flow_share{key}": beta,
+                f"mix{key}": _score_row((1 - beta) * g + beta * f, x),
+                f"fold_errors{key}": fold_errors(g, f, x),
+            }
+        )
 
 
 def _pick(rows: list[dict]) -> int:

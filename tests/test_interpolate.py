@@ -179,6 +179,37 @@ def test_flow_share_is_the_least_squares_mix_of_the_two_predictions():
     assert selection.flow_share(x, x, x) == 0.0
 
 
+def test_flow_share_at_a_frame_follows_the_first_order_model_of_both_errors():
+    """β(t) is the folds' least-squares β at their distance (a whole gap), 1 at an observed frame
+    where G(z) keeps a fitting error and flow has none, constant when G(z) fits exactly, and for
+    frames beyond the span uses the ends' errors with the distance to the end frame."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(4, 16, 16, 1))
+    g, f = x + rng.normal(scale=0.2, size=x.shape), x + rng.normal(scale=0.1, size=x.shape)
+    errors = selection.fold_errors(g, f, x)
+    share = selection.flow_share(g, f, x)
+    assert errors["generator"] == pytest.approx(np.mean((g - x) ** 2))
+    # u = (d/g)² = 1: the folds' own distance gives their least-squares share.
+    assert selection.share_at_distance(np.array([1.0]), 0.01, errors, share)[0] == pytest.approx(share, abs=1e-9)
+    # G(z) exact on the observed frames: the share does not depend on the distance.
+    np.testing.assert_allclose(selection.share_at_distance(np.linspace(0, 1, 5), 0.0, errors, share), share, atol=1e-9)
+    # A fitting error: flow's share rises to 1 at the observed frames, monotonically.
+    b = selection.share_at_distance(np.linspace(0, 1, 5), 0.01, errors, share)
+    assert b[0] == 1.0 and np.all(np.diff(b) <= 1e-12) and b[-1] == pytest.approx(share, abs=1e-9)
+    # No errors recorded (no fold spans such a frame): the share as measured.
+    assert selection.share_at_distance(np.array([0.3]), 0.01, None, 0.4)[0] == 0.4
+
+    t_obs = np.array([0.0, 4.0, 8.0])
+    ends = selection.fold_errors(g, x + 0.5 * (g - x), x)  # flow halfway between G(z) and the truth
+    record = {"flow_share": share, "fold_errors": errors, "flow_share_ends": 1.0, "fold_errors_ends": ends}
+    times = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 9.0, 12.0, 14.0])
+    beta = selection.flow_share_at(times, t_obs, 0.01, record)
+    at = lambda u, e, s: selection.share_at_distance(np.array([u]), 0.01, e, s)[0]  # noqa: E731
+    assert beta[0] == beta[4] == 1.0 and beta[1] == beta[3] == pytest.approx(at(1 / 16, errors, share))
+    assert beta[2] == pytest.approx(at(1 / 4, errors, share))  # midway: d = g/2
+    assert beta[5] == pytest.approx(at(1 / 16, ends, 1.0)) and beta[6] == beta[7] == pytest.approx(at(1.0, ends, 1.0))
+
+
 def test_config_validation_names_the_flag():
     for cfg, message in [
         (interpolation.InterpolateConfig(observe_every=8), r"--observe_every=8: must lie in \[1, T − 1\] = \[1, 7\]"),
