@@ -137,7 +137,8 @@ def table(workdir: str) -> tuple[str, list[dict]]:
                 row[f"interior_psnr_{meth}"] = [c["interior"][meth]["psnr"] for c in cells]
                 row[f"interior_ssim_{meth}"] = [c["interior"][meth]["ssim"] for c in cells]
             row["chosen"] = [f"{c['update']}/{c['method']}" for c in cells]
-            # lrgen = (1 − β) G(z) + β flow (β chosen on held-out observed frames); G(z) alone beside.
+            # lrgen = (1 − β(t)) G(z) + β(t) flow (β chosen on held-out observed frames at the folds'
+            # distance, the column; carried to each frame's own distance); G(z) alone beside.
             row["flow_share"] = [c.get("flow_share", 0.0) for c in cells]
             row["flow_share_ends"] = [c.get("flow_share_ends", 0.0) for c in cells]
             row["psnr_extrapolating_flow"], row["ssim_extrapolating_flow"] = _extrapolating_flow(case, stride)
