@@ -23,18 +23,18 @@ ends at τ_{n−2}), with f there the end frame carried on along its flow
 (:func:`lrgen.baselines.extrapolated_flow_frames`) and g the codes' path extended: how far each
 predictor can be trusted outside the span is measured, not assumed.
 
-The folds measure at one distance only: their held-out frames lie a whole gap g from the fitted
+The folds measure at one distance only: their held-out frames lie a whole gap Δ from the fitted
 ones, while the frames to be made lie closer to an observed frame (d ≤ g/2 between observed
 frames). The share is carried to each frame's own distance (:func:`flow_share_at`) by the
 first-order model of both errors: a displacement or a code error grows in proportion to d, so the
-squared errors grow as (d/g)²; flow's vanishes at an observed frame (it returns that frame),
+squared errors grow as (d/Δ)²; flow's vanishes at an observed frame (it returns that frame),
 G(z)'s tends to its error on the fitted frames, e_0:
 
-    e_G(d) = e_0 + u (e_G − e_0),   e_F(d) = u e_F,   c(d) = u c,   u = (d / g)²,
+    e_G(d) = e_0 + u (e_G − e_0),   e_F(d) = u e_F,   c(d) = u c,   u = (d / Δ)²,
     β(d) = (e_G(d) − c(d)) / (e_G(d) + e_F(d) − 2 c(d)),
 
 with e_G, e_F, c = mean (g − x)², (f − x)², (g − x)(f − x) on the folds' held-out frames. At
-d = g this is the least-squares β above; when G(z) reproduces the observed frames exactly
+d = Δ this is the least-squares β above; when G(z) reproduces the observed frames exactly
 (e_0 = 0) it is β at every distance; otherwise flow's share rises towards 1 near the observed
 frames, where G(z) keeps its fitting error and flow has none.
 """
@@ -211,7 +211,7 @@ def fold_errors(generated: np.ndarray, flow: np.ndarray, truth: np.ndarray) -> d
 
 
 def share_at_distance(u: np.ndarray, fitted_error: float, errors: dict | None, share: float) -> np.ndarray:
-    """β at squared relative distances u = (d/g)² ∈ [0, 1] (module docstring); ``share`` (the
+    """β at squared relative distances u = (d/Δ)² ∈ [0, 1] (module docstring); ``share`` (the
     folds' β) where the folds recorded no errors."""
     u = np.asarray(u, np.float64)
     if errors is None:
@@ -226,8 +226,8 @@ def share_at_distance(u: np.ndarray, fitted_error: float, errors: dict | None, s
 
 def flow_share_at(times: np.ndarray, t_obs: np.ndarray, fitted_error: float, selection: dict) -> np.ndarray:
     """Flow's share β(t) for every time (module docstring): between observed frames d is the
-    distance to the nearer one and g their gap; beyond the span d is the distance to the end frame
-    and g the end segment's gap (u capped at 1, the folds' own distance).
+    distance to the nearer one and Δ their gap; beyond the span d is the distance to the end frame
+    and Δ the end segment's gap (u capped at 1, the folds' own distance).
 
     Args:
       times: (m,) times of the frames made.
