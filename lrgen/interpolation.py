@@ -267,11 +267,9 @@ def run_interpolate(
 
 
 def _mixable(selection: dict | None) -> bool:
-    """Whether the selection measured flow against G(z) on held-out frames (a share to carry)."""
-    selection = selection or {}
-    return any(selection.get(k) is not None for k in ("fold_errors", "fold_errors_ends")) or any(
-        _flow_shares(selection)
-    )
+    """Whether the selection measured flow against G(z) on held-out frames (a share to carry;
+    ``lrgen.selection`` records the errors wherever it records a share)."""
+    return any((selection or {}).get(k) is not None for k in ("fold_errors", "fold_errors_ends"))
 
 
 def _flow_shares(selection: dict | None) -> tuple[float, float]:
