@@ -83,7 +83,7 @@ def layer_table():
         cell = [f"{min(times[k]):.2f}" for k in cols]
         picks = (
             layers._forward_formulation(x.shape, c_out),
-            layers._grad_x_formulation(c_out),
+            layers._grad_x_formulation(x.shape, c_out),
             layers._grad_w_formulation(x.shape, c_out),
         )
         print(f"| {h}→{2 * h}, {c_in}→{c_out} | " + " | ".join(cell) + f" | {', '.join(picks)} |", flush=True)

@@ -14,7 +14,12 @@ machine falls on every figure alike):
   :class:`lrgen.solver.Recoverer` runs it) and the fraction of the matmul rate it reaches
   (analytic FLOPs / min time / matmul rate);
 * per layer of the gray generator (N = T frames): forward, input gradient and weight gradient
-  as :mod:`lrgen.nets.layers` computes them, time and fraction of the matmul rate.
+  as :mod:`lrgen.nets.layers` computes them, the three in one program (as a step runs them),
+  and for reference a plain GEMM of the layer's size with its operands in place, contracted as
+  the forward (NN) and as the weight gradient (over the M = N·h·w rows, with the rows leading
+  or with one operand stored transposed); time and fraction of the matmul rate. Last, the
+  layers' one-program times summed, and the same arithmetic at the plain GEMMs' rates, against
+  the time a whole joint step may take at 0.75 of the matmul rate.
 
 Analytic count: a 4×4 transposed convolution from (H, W, C_in) to (2H, 2W, C_out) multiplies
 every input pixel with every tap, 2·H·W·C_in·C_out·16 FLOP per frame (as PyTorch counts it; the
@@ -147,14 +152,39 @@ def layer_contenders(spec: generators.GeneratorSpec, n: int):
         dy = jax.random.normal(k3, (n, 2 * h, 2 * h, c_out))
         flops = 2.0 * n * h * h * c_in * c_out * 16
         how = layers._forward_formulation(x.shape, c_out)
-        for part, fn, args in (
-            (f"forward ({how})", layers._conv_transpose_fwd, (x, w)),
-            ("input gradient", layers._conv_transpose_grad_x, (dy, w)),
-            ("weight gradient", layers._conv_transpose_grad_w, (x, dy)),
+        # The layer's arithmetic as one plain matrix product with its operands already in place
+        # (M = N·h·w rows, 4·C_in × 4·C_out: the sub-pixel GEMM without padding), once as the
+        # forward and input gradient contract (NN) and once as the weight gradient does (over M).
+        m = n * h * h
+        a = jax.random.normal(k1, (m, 4 * c_in))
+        b = jax.random.normal(k2, (4 * c_in, 4 * c_out))
+        d = jax.random.normal(k3, (m, 4 * c_out))
+        for part, fn, args, fl in (
+            (f"forward ({how})", layers._conv_transpose_fwd, (x, w), flops),
+            ("input gradient", layers._conv_transpose_grad_x, (dy, w), flops),
+            ("weight gradient", layers._conv_transpose_grad_w, (x, dy), flops),
+            (ALL_THREE, _layer_forward_and_gradients, (x, w, dy), 3 * flops),
+            (f"{PLAIN_FWD} {m}×{4 * c_in} · {4 * c_in}×{4 * c_out}", jnp.matmul, (a, b), flops),
+            (f"{PLAIN_DW} ({m}×{4 * c_in})ᵀ · {m}×{4 * c_out}", _contract_rows, (a, d), flops),
+            (f"{PLAIN_DW} {4 * c_in}×{m} · {m}×{4 * c_out}", jnp.matmul, (a.T.copy(), d), flops),
         ):
             compiled = engine.compile_fast(jax.jit(fn).lower(*args))
-            out.append((f"{h}→{2 * h}, {c_in}→{c_out}", part, flops, Timed(compiled, args, False)))
+            out.append((f"{h}→{2 * h}, {c_in}→{c_out}", part, fl, Timed(compiled, args, False)))
     return out
+
+
+ALL_THREE = "forward + both gradients, one program"
+PLAIN_FWD = "plain GEMM"
+PLAIN_DW = "plain GEMM over M:"
+
+
+def _layer_forward_and_gradients(x, w, dy):
+    """The three convolutions of a layer as a training step runs them: one compiled program."""
+    return layers._conv_transpose_fwd(x, w), layers._conv_transpose_grad_x(dy, w), layers._conv_transpose_grad_w(x, dy)
+
+
+def _contract_rows(a, d):
+    return jax.lax.dot_general(a, d, (((0,), (0,)), ((), ())))
 
 
 def main(argv):
@@ -224,6 +254,21 @@ def main(argv):
                 f"| {name} | {part} | {fl / 1e9:.3f} | {t * 1e3:.2f} | {np.median(c.times) * 1e3:.2f} | "
                 f"{fl / t / 1e9:.0f} | {fl / t / rate:.2f} |"
             )
+        together = sum(min(c.times) for _, part, _, c in layers if part == ALL_THREE)
+        fl = sum(fl for _, part, fl, _ in layers if part == ALL_THREE)
+        budget = step_flops(specs["gray"], "joint", T) / (0.75 * rate)
+        plain = 0.0  # per layer: forward and input gradient at the NN rate, weight gradient at the better over-M rate
+        for name in dict.fromkeys(lname for lname, *_ in layers):
+            t = {part: min(c.times) for lname, part, _, c in layers if lname == name}
+            plain += 2 * next(v for k, v in t.items() if k.startswith(PLAIN_FWD + " ") and "over M" not in k)
+            plain += min(v for k, v in t.items() if k.startswith(PLAIN_DW))
+        print(
+            f"\nThe stride-2 layers' convolutions alone (each layer's three in one program, summed): "
+            f"{together * 1e3:.1f} ms for {fl / 1e9:.2f} GFLOP = {fl / together / rate:.2f} of the matmul rate; "
+            f"the same arithmetic as plain GEMMs with every operand already in place: {plain * 1e3:.1f} ms "
+            f"({fl / plain / rate:.2f}); a whole gray joint step (T = {T}, B = 1) at 0.75 of the matmul rate "
+            f"would take {budget * 1e3:.1f} ms."
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,3 +38,20 @@ def test_roofline_tiny_runs_the_batching_recoverer_picks():
     for row in rows:
         fraction = float(row.split("|")[9].strip().strip("*"))
         assert 0.0 < fraction < 10.0
+
+
+def test_picks_ab_overrides_only_the_named_layer_and_part():
+    from benchmarks import picks_ab
+    from lrgen.nets import layers
+
+    name, overrides = picks_ab.parse("before=4:dx:strided,4:dW:dilated")
+    assert (name, overrides) == ("before", {(4, "dx"): "strided", (4, "dW"): "dilated"})
+    picks = picks_ab.patched(overrides)
+    first, middle = (32, 4, 4, 256), (32, 16, 16, 64)
+    assert picks["_grad_x_formulation"](first, 128) == "strided"
+    assert picks["_grad_w_formulation"](first, 128) == "dilated"
+    assert picks["_forward_formulation"](first, 128) == layers._forward_formulation(first, 128)
+    assert picks["_grad_w_formulation"](middle, 32) == layers._grad_w_formulation(middle, 32)
+    for bad in ("x=4:dq:gemm", "x=4:dW:subpixel", "x=four:dW:gemm"):
+        with pytest.raises(ValueError, match="--variant="):
+            picks_ab.parse(bad)

@@ -12,14 +12,18 @@ several exact forward forms:
 
 * forward, sub-pixel: output pixel 2p − 1 + a sees inputs p − 1 and p only, so one 2×2
   convolution with 4·C_out outputs computes the four output phases, which are then interleaved;
-* forward, GEMM + col2im (PyTorch's method; best for the image layer with 1 or 3 channels):
-  every input pixel times the whole kernel, the 16 taps then added into place;
+* forward, GEMM + col2im (PyTorch's method): every input pixel times the whole kernel, the 16
+  taps then added into place;
 * forward, phase GEMM: the sub-pixel form as one explicit matrix product (exact, not picked);
-* input gradient: dx[i] = Σ_κ W[κ] · dy[2i − 1 + κ], a stride-2 4×4 convolution of dy (for the
-  image layer, im2col of dy times the tap matrix: the adjoint of the GEMM form);
+* input gradient: dx[i] = Σ_κ W[κ] · dy[2i − 1 + κ], a stride-2 4×4 convolution of dy, or
+  im2col of dy times the tap matrix (the adjoint of the GEMM form);
 * weight gradient: dW[κ] = Σ_i x[i] ⊗ dy[2i − 1 + κ], contracting over the batch: per output
-  phase of dy an undilated convolution with x (inputs ≥ 8×8), a convolution of dy with x dilated
-  by 2 (the 4×4 first layer), one GEMM xᵀ · im2col(dy) (the image layer).
+  phase of dy an undilated convolution with x, a convolution of dy with x dilated by 2, or one
+  GEMM xᵀ · im2col(dy).
+
+The image layer (1 or 3 channels) and the 4×4 first layer run all three as GEMMs, the layers
+between as sub-pixel forward, strided input gradient and per-phase weight gradient
+(:func:`_as_gemms`).
 
 All are verified against a scatter and autodiff of the reference form in
 ``tests/test_generators.py``. Kernels are stored in PyTorch's own layout ``[in, out, kH, kW]``, so the
@@ -81,16 +85,27 @@ BN_EPS = 1e-5
 #
 # The picks were then confirmed on the whole step, interleaved (the first layer's forward: GEMM).
 # dW per output phase ("phases"): 16→32 7.9 against 9.3 dilated, 8→16 7.3 / 7.3, 4→8 6.5 / 4.9.
+# Session 13: the first layer's dx and dW as GEMMs too. Alone they are no faster (both 5.6 ms
+# against 5.3 for strided + dilated), but the dilated form's dW comes out as (o, κ, λ, c) and
+# every Adam fusion then reads the 2 MB gradient through a full transpose; the GEMM's (c, κ, λ, o)
+# is one block-local shuffle from [c, o, κ, λ]. Whole joint step: 0.92–0.95 of the time before
+# (gray and RGB, interleaved; `runs/` probe, BUILD_NOTES issue 14), latent unchanged.
 _FORWARDS = ("dilated", "subpixel", "gemm", "phase_gemm")
 _GRADS_X = ("strided", "subpixel", "phase_gemm", "gemm")
 _GRADS_W = ("dilated", "gemm", "phases")
 _THIN = 4  # output channels up to which a layer counts as the image layer (C = 1 or 3)
 
 
+def _as_gemms(x_shape: Sequence[int], c_out: int) -> bool:
+    """Whether a layer runs forward, input and weight gradient as GEMMs (tap matrix, im2col, col2im):
+    the image layer (C_out ≤ 4: its convolutions are memory-bound) and a layer on inputs under 8×8
+    (the 4×4 first one: M = 16·N rows, and its weight gradient then comes out in the kernel's own
+    layout, where the convolutions' results reach Adam through a full transpose of a 2 MB kernel)."""
+    return c_out <= _THIN or min(x_shape[1], x_shape[2]) < 8
+
+
 def _forward_formulation(x_shape: Sequence[int], c_out: int) -> str:
-    if c_out <= _THIN or min(x_shape[1], x_shape[2]) < 8:  # the image layer, and the 4×4 first layer
-        return "gemm"
-    return "subpixel"
+    return "gemm" if _as_gemms(x_shape, c_out) else "subpixel"
 
 
 def _conv_transpose_dilated(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -222,27 +237,24 @@ def _grad_x_phase_gemm(dy: jax.Array, w: jax.Array) -> jax.Array:
     return q[:, 1:, 1:, 0, 0] + q[:, :-1, 1:, 1, 0] + q[:, 1:, :-1, 0, 1] + q[:, :-1, :-1, 1, 1]
 
 
-def _grad_x_formulation(c_out: int) -> str:
-    return "gemm" if c_out <= _THIN else "strided"
+def _grad_x_formulation(x_shape: Sequence[int], c_out: int) -> str:
+    return "gemm" if _as_gemms(x_shape, c_out) else "strided"
 
 
 def _grad_w_formulation(x_shape: Sequence[int], c_out: int) -> str:
-    if c_out <= _THIN:
-        return "gemm"
-    return "phases" if min(x_shape[1], x_shape[2]) >= 8 else "dilated"
+    return "gemm" if _as_gemms(x_shape, c_out) else "phases"
 
 
 def _conv_transpose_grad_x(dy: jax.Array, w: jax.Array, how: str | None = None) -> jax.Array:
     # dx[n,i,j,c] = Σ_{κ,λ,o} dy[n, 2i−1+κ, 2j−1+λ, o] · W[c, o, κ, λ]
-    how = how or _grad_x_formulation(w.shape[1])
+    n, h2, w2, _ = dy.shape
+    how = how or _grad_x_formulation((n, h2 // 2, w2 // 2, w.shape[0]), w.shape[1])
     if how == "gemm":  # the adjoint of the GEMM forward: im2col(dy) (M × 16·C_out) times the tap matrixᵀ
-        n, h2, w2, c_out = dy.shape
-        q = _im2col(dy).reshape(-1, 16 * c_out) @ _tap_matrix(w).T
+        q = _im2col(dy).reshape(-1, 16 * dy.shape[-1]) @ _tap_matrix(w).T
         return q.reshape(n, h2 // 2, w2 // 2, w.shape[0])
     if how == "phase_gemm":
         return _grad_x_phase_gemm(dy, w)
     if how == "subpixel":  # few channels: the adjoint of the sub-pixel form (a 2×2 correlation)
-        n, h2, w2, _ = dy.shape
         x = jax.ShapeDtypeStruct((n, h2 // 2, w2 // 2, w.shape[0]), dy.dtype)
         return jax.linear_transpose(lambda a: _conv_transpose_subpixel(a, w), x)(dy)[0]
     kernel = w.transpose(2, 3, 1, 0)  # (kh, kw, out, in)
