@@ -21,9 +21,9 @@ several exact forward forms:
   phase of dy an undilated convolution with x, a convolution of dy with x dilated by 2, or one
   GEMM xᵀ · im2col(dy).
 
-The image layer (1 or 3 channels) and the 4×4 first layer run all three as GEMMs, the layers
-between as sub-pixel forward, strided input gradient and per-phase weight gradient
-(:func:`_as_gemms`).
+The image layer (1 or 3 channels) runs all three as GEMMs, the 4×4 first layer its forward and
+weight gradient, the layers between sub-pixel forward, strided input gradient and per-phase
+weight gradient (:func:`_as_gemms`).
 
 All are verified against a scatter and autodiff of the reference form in
 ``tests/test_generators.py``. Kernels are stored in PyTorch's own layout ``[in, out, kH, kW]``, so the
@@ -85,11 +85,10 @@ BN_EPS = 1e-5
 #
 # The picks were then confirmed on the whole step, interleaved (the first layer's forward: GEMM).
 # dW per output phase ("phases"): 16→32 7.9 against 9.3 dilated, 8→16 7.3 / 7.3, 4→8 6.5 / 4.9.
-# Session 13: the first layer's dx and dW as GEMMs too. Alone they are no faster (both 5.6 ms
-# against 5.3 for strided + dilated), but the dilated form's dW comes out as (o, κ, λ, c) and
-# every Adam fusion then reads the 2 MB gradient through a full transpose; the GEMM's (c, κ, λ, o)
-# is one block-local shuffle from [c, o, κ, λ]. Whole joint step: 0.92–0.95 of the time before
-# (gray and RGB, interleaved; `runs/` probe, BUILD_NOTES issue 14), latent unchanged.
+# Session 13: the first layer's dW as a GEMM too. Alone it is no faster (3.6 ms against 2.8 for
+# the dilated form), but the dilated form's dW comes out as (o, κ, λ, c) and every Adam fusion then
+# reads the 2 MB gradient through a full transpose; the GEMM's (c, κ, λ, o) is a block-local
+# shuffle from [c, o, κ, λ] (`python -m benchmarks.picks_ab`; BUILD_NOTES, issue 14).
 _FORWARDS = ("dilated", "subpixel", "gemm", "phase_gemm")
 _GRADS_X = ("strided", "subpixel", "phase_gemm", "gemm")
 _GRADS_W = ("dilated", "gemm", "phases")
@@ -97,10 +96,10 @@ _THIN = 4  # output channels up to which a layer counts as the image layer (C = 
 
 
 def _as_gemms(x_shape: Sequence[int], c_out: int) -> bool:
-    """Whether a layer runs forward, input and weight gradient as GEMMs (tap matrix, im2col, col2im):
-    the image layer (C_out ≤ 4: its convolutions are memory-bound) and a layer on inputs under 8×8
-    (the 4×4 first one: M = 16·N rows, and its weight gradient then comes out in the kernel's own
-    layout, where the convolutions' results reach Adam through a full transpose of a 2 MB kernel)."""
+    """Whether a layer's forward and weight gradient are GEMMs (tap matrix, im2col, col2im): the
+    image layer (C_out ≤ 4: its convolutions are memory-bound) and a layer on inputs under 8×8
+    (the 4×4 first one: M = 16·N rows; its weight gradient then comes out close to the kernel's
+    own layout, where the convolution's reaches Adam through a full transpose of a 2 MB kernel)."""
     return c_out <= _THIN or min(x_shape[1], x_shape[2]) < 8
 
 
@@ -238,7 +237,9 @@ def _grad_x_phase_gemm(dy: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def _grad_x_formulation(x_shape: Sequence[int], c_out: int) -> str:
-    return "gemm" if _as_gemms(x_shape, c_out) else "strided"
+    # Not the 4×4 first layer: alone its strided convolution is faster than im2col · tap matrixᵀ,
+    # and a latent step (no weight gradient to share the im2col with) was 3–5 % slower with it.
+    return "gemm" if c_out <= _THIN else "strided"
 
 
 def _grad_w_formulation(x_shape: Sequence[int], c_out: int) -> str:
