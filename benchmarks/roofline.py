@@ -174,7 +174,7 @@ def layer_contenders(spec: generators.GeneratorSpec, n: int):
 
 
 ALL_THREE = "forward + both gradients, one program"
-PLAIN_FWD = "plain GEMM"
+PLAIN_FWD = "plain GEMM NN:"
 PLAIN_DW = "plain GEMM over M:"
 
 
@@ -260,7 +260,7 @@ def main(argv):
         plain = 0.0  # per layer: forward and input gradient at the NN rate, weight gradient at the better over-M rate
         for name in dict.fromkeys(lname for lname, *_ in layers):
             t = {part: min(c.times) for lname, part, _, c in layers if lname == name}
-            plain += 2 * next(v for k, v in t.items() if k.startswith(PLAIN_FWD + " ") and "over M" not in k)
+            plain += 2 * next(v for k, v in t.items() if k.startswith(PLAIN_FWD))
             plain += min(v for k, v in t.items() if k.startswith(PLAIN_DW))
         print(
             f"\nThe stride-2 layers' convolutions alone (each layer's three in one program, summed): "

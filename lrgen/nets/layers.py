@@ -98,8 +98,8 @@ _THIN = 4  # output channels up to which a layer counts as the image layer (C = 
 def _as_gemms(x_shape: Sequence[int], c_out: int) -> bool:
     """Whether a layer's forward and weight gradient are GEMMs (tap matrix, im2col, col2im): the
     image layer (C_out ≤ 4: its convolutions are memory-bound) and a layer on inputs under 8×8
-    (the 4×4 first one: M = 16·N rows; its weight gradient then comes out close to the kernel's
-    own layout, where the convolution's reaches Adam through a full transpose of a 2 MB kernel)."""
+    (the 4×4 first one: M = 16·N rows; the GEMM's weight gradient is a block-local shuffle from
+    the kernel's layout, where the dilated convolution's reaches Adam through a full transpose)."""
     return c_out <= _THIN or min(x_shape[1], x_shape[2]) < 8
 
 
