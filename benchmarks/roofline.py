@@ -179,8 +179,9 @@ PLAIN_DW = "plain GEMM over M:"
 
 
 def _layer_forward_and_gradients(x, w, dy):
-    """The three convolutions of a layer as a training step runs them: one compiled program."""
-    return layers._conv_transpose_fwd(x, w), layers._conv_transpose_grad_x(dy, w), layers._conv_transpose_grad_w(x, dy)
+    """The three convolutions of a layer as a training step runs them (the layer's own VJP): one program."""
+    y, vjp = jax.vjp(layers.conv_transpose_s2, x, w)
+    return y, *vjp(dy)
 
 
 def _contract_rows(a, d):
@@ -255,7 +256,7 @@ def main(argv):
                 f"{fl / t / 1e9:.0f} | {fl / t / rate:.2f} |"
             )
         together = sum(min(c.times) for _, part, _, c in layers if part == ALL_THREE)
-        fl = sum(fl for _, part, fl, _ in layers if part == ALL_THREE)
+        fl = sum(f for _, part, f, _ in layers if part == ALL_THREE)
         budget = step_flops(specs["gray"], "joint", T) / (0.75 * rate)
         plain = 0.0  # per layer: forward and input gradient at the NN rate, weight gradient at the better over-M rate
         for name in dict.fromkeys(lname for lname, *_ in layers):
